@@ -1,0 +1,16 @@
+"""netdsl: a declarative language for PyTorch models.
+
+``.net`` specs compile into ordinary ``nn.Sequential`` / ``nn.ModuleList`` / ``nn.ModuleDict``
+trees with a generated forward::
+
+    import netdsl
+    model = netdsl.load("examples/alexnet.net", num_classes=10)
+"""
+
+from .api import load, loads, parse, parse_file
+from .errors import NetDSLError, Span, UnknownKeyError
+
+__version__ = "0.1.0"
+
+__all__ = ["NetDSLError", "Span", "UnknownKeyError", "__version__", "load", "loads", "parse",
+           "parse_file"]

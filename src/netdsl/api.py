@@ -1,0 +1,166 @@
+"""The public API: chains the stages, nothing more.
+
+``text -> parse (nodes) -> check (plan) -> build (modules, init rules)``; the forward is compiled
+during the check. Every NetDSLError leaving here carries the source line it points at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import nodes as n
+from .build import build
+from .check import Checker
+from .errors import NetDSLError, did_you_mean, fail
+from .imports import Loader, Unit, read_spec
+from .imports import parse as parse_text
+from .plan import ModelPlan
+from .registry import Registry
+from .signatures import Arg
+
+PathLike = str | os.PathLike[str]
+
+
+def parse(text: str, *, path: str = "<string>") -> n.Spec:
+    """Parse spec text into nodes (``Spec``, a pydantic model: ``.model_dump_json()``)."""
+    with _sources({path: text}):
+        return parse_text(text, path)
+
+
+def parse_file(path: PathLike) -> n.Spec:
+    """Parse a ``.net`` file into nodes."""
+    text = read_spec(Path(path))
+    return parse(text, path=str(path))
+
+
+def load(path: PathLike, *, model: str | None = None, device: str | torch.device | None = None,
+         modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> nn.Module:
+    """Compile the model in a ``.net`` file into an ``nn.Module``.
+
+    ``model`` picks a model when the file declares several; ``device`` builds there (``"meta"``
+    allocates nothing); ``modules`` adds custom layers by name; ``params`` override the model's
+    parameters.
+    """
+    loader = Loader(Path(path).parent)
+    with _sources(loader.sources):
+        unit = loader.load_file(Path(path))
+        return _compile(unit, model, device, modules, params)
+
+
+def loads(text: str, *, path: str = "<string>", model: str | None = None,
+          device: str | torch.device | None = None,
+          modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> nn.Module:
+    """Like :func:`load`, from text; imports resolve against the current directory."""
+    loader = Loader(Path.cwd())
+    with _sources(loader.sources):
+        unit = loader.load_text(text, path)
+        return _compile(unit, model, device, modules, params)
+
+
+def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
+             modules: Mapping[str, type[nn.Module]] | None, params: Mapping[str, Any]
+             ) -> nn.Module:
+    decl = choose_model(unit, model)
+    plan = plan_model(unit, decl, Registry.with_modules(modules), params)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return build(plan)
+
+
+def choose_model(unit: Unit, name: str | None) -> n.ModelDecl:
+    """The model to compile: the one named, or the file's only ``model``."""
+    models = [m for m in unit.spec.models if m.kind == "model"]
+    names = ", ".join(m.name.name for m in models)
+    if name is not None:
+        found = unit.scope.get(name)
+        if found is None:
+            raise NetDSLError(f"{unit.spec.path}: no model '{name}'"
+                              f"{did_you_mean(name, unit.scope) or f'; models: {names}'}")
+        return found[0]
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise NetDSLError(f"{unit.spec.path}: declares no model")
+    raise NetDSLError(f"{unit.spec.path}: declares several models ({names}); choose one with "
+                      f"model=")
+
+
+def plan_model(unit: Unit, decl: n.ModelDecl, registry: Registry, params: Mapping[str, Any],
+               checker: Checker | None = None) -> ModelPlan:
+    """Check a model with the given parameter values; raise its first error (all are on
+    ``.errors``)."""
+    checker = checker or Checker(registry)
+    with checker.collect():
+        env = bind_overrides(checker, decl, params)
+        plan = checker.model(decl, unit, env)
+    if checker.errors:
+        first = checker.errors[0]
+        first.errors = list(checker.errors)
+        raise first
+    assert plan is not None
+    return plan
+
+
+def bind_overrides(checker: Checker, decl: n.ModelDecl, params: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+    """Parameter values from Python: unknown names and wrong types are located at the model."""
+    known = [p.name.name for p in decl.params]
+    for key in params:
+        if key not in known:
+            fail(f"{decl.name.name} has no parameter '{key}'"
+                 f"{did_you_mean(key, known) or _list_params(known)}", decl.name.span)
+    given = [Arg(value, decl.name.span, key, decl.name.span) for key, value in params.items()]
+    return checker.bind_params(decl, [], given, decl.name.span)
+
+
+def _list_params(known: list[str]) -> str:
+    return f"; parameters: {', '.join(known)}" if known else "; it takes no parameters"
+
+
+@contextlib.contextmanager
+def _sources(texts: Mapping[str, str]) -> Iterator[None]:
+    """Attach source lines to any NetDSLError escaping the block."""
+    try:
+        yield
+    except NetDSLError as err:
+        err.with_source(texts)
+        for other in err.errors:
+            other.with_source(texts)
+        raise
+
+
+def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = None
+          ) -> list[NetDSLError]:
+    """Every mistake in a spec file, located; ``[]`` when it is valid.
+
+    Each declaration whose parameters all have defaults is checked and built on the meta device
+    (nothing is allocated); declarations that need parameter values are checked where used.
+    """
+    loader = Loader(Path(path).parent)
+    errors: list[NetDSLError] = []
+    try:
+        unit = loader.load_file(Path(path))
+        registry = Registry.with_modules(modules)
+        for decl in unit.spec.models:
+            if all(p.default is not None for p in decl.params):
+                errors += _check_decl(unit, decl, registry)
+    except NetDSLError as err:
+        errors.append(err)
+    unique = {(e.message, e.span): e for e in errors}
+    return [e.with_source(loader.sources) for e in unique.values()]
+
+
+def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDSLError]:
+    try:
+        plan = plan_model(unit, decl, registry, {})
+        with torch.device("meta"):
+            build(plan)
+    except NetDSLError as err:
+        return err.errors
+    return []

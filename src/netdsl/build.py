@@ -1,0 +1,70 @@
+"""Build: a plan -> the nn.Module tree, constructed in declaration order.
+
+Exactly what the hand-written ``__init__`` does: each layer is constructed with the arguments as
+written (so torch's default initialisation draws the same random numbers in the same order),
+containers wrap their already-built children, and a model's init rules run once its own
+children exist. One ``build_<plan>`` function per plan kind.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from torch import nn
+
+from .errors import fail
+from .initialize import apply_rules
+from .plan import DictPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
+
+# One class per model or block name and forward function, so that repeated instances of a block
+# share their class (as a hand-written block would) and print alike.
+_ClassKey = tuple[str, Any]
+
+
+def build(plan: Plan, classes: dict[_ClassKey, type[nn.Module]] | None = None) -> nn.Module:
+    classes = {} if classes is None else classes
+    if isinstance(plan, LayerPlan):
+        return build_layer(plan)
+    if isinstance(plan, SequentialPlan):
+        return build_sequential(plan, classes)
+    if isinstance(plan, ListPlan):
+        return nn.ModuleList([build(p, classes) for p in plan.items])
+    if isinstance(plan, DictPlan):
+        return nn.ModuleDict({key: build(p, classes) for key, p in plan.items})
+    return build_model(plan, classes)
+
+
+def build_layer(plan: LayerPlan) -> nn.Module:
+    try:
+        return plan.cls(*plan.args, **plan.kwargs)
+    except (ValueError, TypeError, RuntimeError, AssertionError, NotImplementedError) as err:
+        # torch validates some arguments only in the constructor, e.g. Conv2d(3, 6, 5, groups=4)
+        fail(f"{plan.call_text()}: {_first_line(err)}", plan.span)
+
+
+def build_sequential(plan: SequentialPlan, classes: dict[_ClassKey, type[nn.Module]]
+                     ) -> nn.Module:
+    children = [(name, build(p, classes)) for name, p in plan.items]
+    if children and children[0][0] is not None:
+        return nn.Sequential(OrderedDict(children))  # type: ignore[arg-type]
+    return nn.Sequential(*(module for _, module in children))
+
+
+def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> nn.Module:
+    key = (plan.name, plan.forward)
+    if key not in classes:
+        classes[key] = type(plan.name, (nn.Module,), {
+            "forward": plan.forward, "__module__": "netdsl.generated",
+            "__qualname__": plan.name,
+        })
+    module = classes[key]()
+    for name, child in plan.children:
+        setattr(module, name, build(child, classes))
+    apply_rules(module, plan.rules)
+    return module
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,298 @@
+"""Check: declarations + parameter values -> a plan, with every mistake found and located.
+
+Evaluates arguments, resolves every layer name (torch.nn, custom modules, the spec's blocks),
+binds arguments to the real constructor signatures, checks container names, compiles forwards
+and resolves init rules. Errors are collected, not raised one at a time, so ``netdsl check``
+can report them all; nothing here constructs a module or touches torch's RNG.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from . import nodes as n
+from .errors import NetDSLError, Span, did_you_mean, fail
+from .evaluate import FUNCTIONS, evaluate, evaluate_args
+from .forward import ForwardCompiler
+from .imports import Unit
+from .plan import DictPlan, LayerPlan, ListPlan, ModelPlan, Plan, RulePlan, SequentialPlan
+from .registry import Registry, layer_signature
+from .signatures import Arg, Signature
+
+PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+FAN_NAMES = frozenset({"fan_in", "fan_out"})
+
+
+def init_functions() -> dict[str, Callable[..., Any]]:
+    """``torch.nn.init``'s in-place initialisers, by name without the trailing underscore."""
+    return {name[:-1]: getattr(nn.init, name) for name in dir(nn.init)
+            if name.endswith("_") and not name.startswith("_")
+            and callable(getattr(nn.init, name))}
+
+
+def param_signature(decl: n.ModelDecl) -> Signature:
+    """A block's or model's parameters as a Python signature, typed for checking."""
+    params = []
+    for p in decl.params:
+        annotation = PARAM_TYPES.get(p.type.name, inspect.Parameter.empty)
+        params.append(inspect.Parameter(p.name.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        default=None if p.default else inspect.Parameter.empty,
+                                        annotation=annotation))
+    return Signature(f"{decl.name.name}()", tuple(params))
+
+
+@dataclass
+class Checker:
+    registry: Registry
+    errors: list[NetDSLError] = field(default_factory=list)
+    stack: list[str] = field(default_factory=list)
+    forwards: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a step's NetDSLError and carry on, so that one check reports every mistake."""
+        try:
+            yield
+        except NetDSLError as err:
+            if not any(e.message == err.message and e.span == err.span for e in self.errors):
+                self.errors.append(err)
+
+    # ------------------------------------------------------------ models and blocks
+    def bind_params(self, decl: n.ModelDecl, args: list[Arg], kwargs: list[Arg],
+                    call_span: Span) -> dict[str, Any]:
+        """Parameter values for a model or block: given values, then defaults, type-checked."""
+        for p in decl.params:
+            if p.type.name not in PARAM_TYPES:
+                fail(f"unknown parameter type '{p.type.name}'; use one of "
+                     f"{', '.join(PARAM_TYPES)}{did_you_mean(p.type.name, PARAM_TYPES)}",
+                     p.type.span)
+        signature = param_signature(decl)
+        bound = signature.bind(args, kwargs, call_span)
+        env: dict[str, Any] = {}
+        for p in decl.params:
+            if p.name.name in bound:
+                env[p.name.name] = bound[p.name.name]
+            else:
+                assert p.default is not None
+                value = evaluate(p.default, env)
+                signature.bind([], [Arg(value, p.default.span, p.name.name)], call_span)
+                env[p.name.name] = value
+        return env
+
+    def model(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
+        if decl.name.name in self.stack:
+            fail(f"block '{decl.name.name}' uses itself", decl.name.span)
+        self.stack.append(decl.name.name)
+        try:
+            return self._model_body(decl, unit, dict(env))
+        finally:
+            self.stack.pop()
+
+    def _model_body(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
+        before = len(self.errors)
+        children: dict[str, Plan] = {}
+        for member in decl.body:
+            with self.collect():
+                self._member(member, unit, env, children)
+        forwards = decl.forwards
+        for extra in forwards[1:]:
+            self.errors.append(NetDSLError("forward is defined twice", extra.span))
+        compiler = ForwardCompiler(decl.name.name, children, env, cache=self.forwards)
+        forward = compiler.compile(forwards[0] if forwards else None, decl.name.span)
+        self.errors += compiler.errors
+        rules = []
+        for init in decl.inits:
+            lets: list[n.Let] = []
+            for item in init.items:
+                with self.collect():
+                    if isinstance(item, n.Let):
+                        self._init_let(item, lets, env, children)
+                    else:
+                        rules.append(self._rule(item, unit, env, lets))
+        if len(self.errors) > before or forward is None:
+            return None
+        return ModelPlan(decl.name.name, list(children.items()), forward, rules, decl.span)
+
+    def _member(self, member: n.Member, unit: Unit, env: dict[str, Any],
+                children: dict[str, Plan]) -> None:
+        if isinstance(member, n.Let):
+            self._new_name(member.name, env, children, "constant")
+            env[member.name.name] = evaluate(member.value, env)
+        elif isinstance(member, n.Child):
+            self._new_name(member.name, env, children, "child")
+            if hasattr(nn.Module, member.name.name):
+                fail(f"child name '{member.name.name}' clashes with the nn.Module attribute "
+                     f"of that name", member.name.span)
+            plan = self.module(member.module, unit, env)
+            if plan is not None:
+                children[member.name.name] = plan
+
+    def _new_name(self, ident: n.Ident, env: dict[str, Any], children: dict[str, Plan],
+                  what: str) -> None:
+        if keyword.iskeyword(ident.name) or ident.name == "self":
+            fail(f"'{ident.name}' is reserved in Python and cannot name a {what}", ident.span)
+        if ident.name in children or ident.name in env:
+            fail(f"'{ident.name}' is already defined", ident.span)
+
+    # ------------------------------------------------------------ modules
+    def module(self, node: n.Module, unit: Unit, env: dict[str, Any]) -> Plan | None:
+        if isinstance(node, n.Layer):
+            return self.layer(node, unit, env)
+        if isinstance(node, n.Sequential):
+            return self._sequential(node, unit, env)
+        if isinstance(node, n.ListBlock):
+            return ListPlan(self._items(node.items, unit, env), node.span)
+        return self._dict(node, unit, env)
+
+    def layer(self, node: n.Layer, unit: Unit, env: dict[str, Any]) -> Plan | None:
+        name = node.name.name
+        args, kwargs = evaluate_args(node.args, node.kwargs, env)
+        if name in unit.scope:
+            decl, decl_unit = unit.scope[name]
+            block_env = self.bind_params(decl, args, kwargs, node.span)
+            return self.model(decl, decl_unit, block_env)
+        cls = self.registry.lookup(name)
+        if cls is None:
+            suggestion = did_you_mean(name, [*self.registry.names(), *unit.scope])
+            fail(f"unknown layer '{name}'{suggestion}", node.name.span)
+        layer_signature(cls, name).bind(args, kwargs, node.span)
+        return LayerPlan(cls, name, [a.value for a in args],
+                         {k.name: k.value for k in kwargs if k.name}, node.span)
+
+    def _items(self, items: list[Any], unit: Unit, env: dict[str, Any]) -> list[Plan]:
+        plans: list[Plan] = []
+        for item in items:
+            with self.collect():
+                plans += self._item(item, unit, env)
+        return plans
+
+    def _item(self, item: Any, unit: Unit, env: dict[str, Any]) -> list[Plan]:
+        if isinstance(item, n.Repeat):
+            return [p for value in self._range(item, env)
+                    if (p := self.module(item.module, unit, {**env, item.var.name: value}))]
+        plan = self.module(item, unit, env)
+        return [plan] if plan is not None else []
+
+    def _range(self, item: n.Repeat, env: dict[str, Any]) -> range:
+        if item.var.name in env:
+            fail(f"loop variable '{item.var.name}' hides a parameter or constant", item.var.span)
+        if item.range_kwargs:
+            fail("range() takes no keyword arguments", item.range_kwargs[0].span)
+        args, _ = evaluate_args(item.range_args, [], env)
+        signature = Signature.of("range()", _range_signature)
+        signature.bind(args, [], item.span)
+        return range(*(a.value for a in args))
+
+    def _sequential(self, node: n.Sequential, unit: Unit, env: dict[str, Any]) -> Plan:
+        named = [i for i in node.items if isinstance(i, n.Named)]
+        if not named:
+            return SequentialPlan([(None, p) for p in self._items(node.items, unit, env)],
+                                  node.span)
+        if len(named) != len(node.items):
+            unnamed = next(i for i in node.items if not isinstance(i, n.Named))
+            fail("name every child of this sequential or none of them", unnamed.span)
+        items: list[tuple[str | None, Plan]] = []
+        for item in named:
+            with self.collect():
+                _check_key(item.name, [k for k, _ in items], nn.Sequential, "sequential")
+                plan = self.module(item.module, unit, env)
+                if plan is not None:
+                    items.append((item.name.name, plan))
+        return SequentialPlan(items, node.span)
+
+    def _dict(self, node: n.DictBlock, unit: Unit, env: dict[str, Any]) -> Plan:
+        items: list[tuple[str, Plan]] = []
+        for item in node.items:
+            with self.collect():
+                _check_key(item.key, [k for k, _ in items], nn.ModuleDict, "dict")
+                plan = self.module(item.module, unit, env)
+                if plan is not None:
+                    items.append((item.key.name, plan))
+        return DictPlan(items, node.span)
+
+    # ------------------------------------------------------------ init rules
+    def _init_let(self, let: n.Let, lets: list[n.Let], env: dict[str, Any],
+                  children: dict[str, Plan]) -> None:
+        self._new_name(let.name, env, children, "constant")
+        if let.name.name in FAN_NAMES or any(other.name.name == let.name.name for other in lets):
+            fail(f"'{let.name.name}' is already defined", let.name.span)
+        lets.append(let)
+
+    def _rule(self, rule: n.InitRule, unit: Unit, env: dict[str, Any],
+              lets: list[n.Let]) -> RulePlan:
+        functions = init_functions()
+        name = rule.func.name.removesuffix("_")
+        func = functions.get(name)
+        if func is None:
+            fail(f"unknown init function '{rule.func.name}'{did_you_mean(name, functions)}",
+                 rule.func.span)
+        target_cls = None
+        if rule.target_kind == "type":
+            target_cls = self.registry.lookup(rule.target)
+            if target_cls is None:
+                hint = ("; select a block's parameters by path, e.g. \"name.*\""
+                        if rule.target in unit.scope else
+                        did_you_mean(rule.target, self.registry.names()))
+                fail(f"unknown layer type '{rule.target}'{hint}", rule.target_span)
+        needed = _names_in(rule)
+        used_lets = []
+        for let in reversed(lets):  # only the lets this rule needs, directly or through others
+            if let.name.name in needed:
+                used_lets.insert(0, let)
+                needed |= _names_in(let.value)
+        plan = RulePlan(rule, func, target_cls, env, used_lets, bool(needed & FAN_NAMES))
+        if not plan.uses_fan:  # otherwise arguments depend on each parameter: checked when applied
+            rule_arguments(plan, {})
+        return plan
+
+
+def rule_arguments(plan: RulePlan, fans: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Evaluate an init rule's arguments and bind them to the init function's signature."""
+    rule = plan.rule
+    env = {**plan.env, **fans}
+    for let in plan.lets:
+        env[let.name.name] = evaluate(let.value, env)
+    args, kwargs = evaluate_args(rule.args, rule.kwargs, env)
+    signature = Signature.of(f"{rule.func.name}()", plan.func, skip=1)
+    signature.bind(args, kwargs, rule.span)
+    return [a.value for a in args], {k.name: k.value for k in kwargs if k.name}
+
+
+def _range_signature(start: int, stop: int | None = None, step: int = 1) -> None:
+    """The signature range() accepts in a repeat (for binding and type checks)."""
+
+
+def _check_key(ident: n.Ident, taken: list[str], container: type, what: str) -> None:
+    key = ident.name
+    if not key or "." in key:
+        fail(f"{what} key {key!r} must be non-empty and contain no '.'", ident.span)
+    if key in taken:
+        fail(f"duplicate {what} key '{key}'", ident.span)
+    if hasattr(container, key):
+        fail(f"{what} key '{key}' clashes with the nn.{container.__name__} attribute of that "
+             f"name", ident.span)
+
+
+def _names_in(node: Any) -> set[str]:
+    """Every ``Name`` used anywhere under a node."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, n.Name):
+            found.add(item.id)
+        elif isinstance(item, n.Node):
+            stack += [getattr(item, f) for f in type(item).model_fields]
+        elif isinstance(item, list):
+            stack += item
+    return found
+
+
+__all__ = ["FUNCTIONS", "Checker", "init_functions", "rule_arguments"]

@@ -1,0 +1,110 @@
+"""Errors: one exception type for every user mistake, located in the spec.
+
+Every stage fails through :func:`fail`; ``str(error)`` renders ``path:line:col: message`` followed
+by the source line and a caret under the offending span, the way compilers do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import NoReturn
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Span(BaseModel):
+    """Where a node came from: 1-based line and column, end exclusive."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+class NetDSLError(Exception):
+    """A mistake in a spec (or in the parameters given to it), with its location.
+
+    ``path``, ``line`` and ``column`` locate it; ``source_line`` is the text of that line when
+    known. ``str()`` gives ``path:line:col: message``, the line and a caret.
+    """
+
+    def __init__(self, message: str, span: Span | None = None, source_line: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.source_line = source_line
+        # All the mistakes found in one check, this one first (a check reports them together).
+        self.errors: list[NetDSLError] = [self]
+
+    @property
+    def path(self) -> str | None:
+        return self.span.path if self.span else None
+
+    @property
+    def line(self) -> int | None:
+        return self.span.line if self.span else None
+
+    @property
+    def column(self) -> int | None:
+        return self.span.column if self.span else None
+
+    def with_source(self, sources: Mapping[str, str]) -> NetDSLError:
+        """Fill in the source line from the texts of the files involved (keyed by path)."""
+        if self.span is not None and self.source_line is None and self.span.path in sources:
+            lines = sources[self.span.path].splitlines()
+            if 0 < self.span.line <= len(lines):
+                self.source_line = lines[self.span.line - 1]
+        return self
+
+    def render(self, severity: str | None = None) -> str:
+        """``path:line:col: [severity: ]message`` plus the source line and a caret."""
+        label = f"{severity}: " if severity else ""
+        if self.span is None:
+            return f"{label}{self.message}"
+        head = f"{self.span}: {label}{self.message}"
+        if self.source_line is None:
+            return head
+        return f"{head}\n{_caret_block(self.source_line, self.span)}"
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class UnknownKeyError(NetDSLError, KeyError):
+    """A forward indexed a ``dict`` block with a key it does not hold (raised at call time)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.render()
+
+
+def _caret_block(source_line: str, span: Span) -> str:
+    text = source_line.expandtabs(1).rstrip("\r")
+    start = max(span.column - 1, 0)
+    if span.end_line == span.line:
+        width = max(span.end_column - span.column, 1)
+    else:
+        width = max(len(text) - start, 1)
+    return f"    {text}\n    {' ' * start}{'^' * width}"
+
+
+def fail(message: str, span: Span | None) -> NoReturn:
+    """Raise a located :class:`NetDSLError`: the one way every stage reports a mistake."""
+    raise NetDSLError(message, span)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """A ``"; did you mean 'x'?"`` suffix naming the closest candidate, or ``""``."""
+    pool = list(candidates)
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    if not matches:
+        lowered = {c.lower(): c for c in pool}
+        if name.lower() in lowered:
+            matches = [lowered[name.lower()]]
+    return f"; did you mean '{matches[0]}'?" if matches else ""

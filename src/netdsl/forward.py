@@ -1,0 +1,345 @@
+"""Forward: a model's ``forward`` definition -> a real Python function, compiled once.
+
+Checks every name and call against the model's children, constants and the closed op table
+(:mod:`netdsl.ops`), then emits plain Python that reads like the hand-written forward
+(``x = self.features(x)``), so the compiled model runs at hand-written speed and traces under
+``torch.fx``, ``torch.export`` and ``torch.compile``. Only validated identifiers and ``repr()``
+literals of checked constants reach the generated text.
+"""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import nodes as n
+from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
+from .ops import ATTRIBUTES, METHODS, NAMESPACE, OPS, Op
+from .plan import DictPlan, ListPlan, Plan, SequentialPlan, child_kind
+from .signatures import Arg
+
+# Kinds of forward values: a tensor (or any runtime value), a constant known at compile time,
+# or a module that can be called, iterated or indexed.
+VALUE, CONST, MODULE = "value", "const", "module"
+CALLABLE = {MODULE, "sequential"}
+ITERABLE = {"list", "sequential"}
+INDENT = "    "
+
+
+@dataclass
+class Compiled:
+    code: str
+    kind: str
+    plan: Plan | None = None  # for children: what indexing it yields
+    const: Any = None  # for constants: the value
+
+
+@dataclass
+class ForwardCompiler:
+    """Compiles one model's forward; collects errors instead of stopping at the first."""
+
+    model: str
+    children: dict[str, Plan]
+    consts: dict[str, Any]
+    errors: list[NetDSLError] = field(default_factory=list)
+    namespace: dict[str, Any] = field(default_factory=lambda: dict(NAMESPACE))
+    scope: dict[str, Compiled] = field(default_factory=dict)
+    # Compiled functions by file name and source: instances of one block that generate the
+    # same code share one function (and so one class).
+    cache: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ entry points
+    def compile(self, forward: n.Forward | None, model_span: Span) -> Callable[..., Any] | None:
+        if forward is None:
+            lines = self._default_body(model_span)
+            args = ["x"]
+        else:
+            args = self._declare_args(forward)
+            lines = self._body(forward)
+        if self.errors:
+            return None
+        source = f"def forward(self, {', '.join(args)}):\n" + "".join(
+            f"{INDENT}{line}\n" for line in lines)
+        return self._exec(source, model_span)
+
+    def _exec(self, source: str, span: Span) -> Callable[..., Any]:
+        filename = f"<netdsl {span.path}:{self.model}>"
+        if (filename, source) in self.cache:
+            return self.cache[filename, source]
+        # Register the text so tracebacks, inspect and torch.compile can show the generated code.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        code = compile(source, filename, "exec")
+        exec(code, self.namespace)  # noqa: S102  # netdsl: generated-code
+        function = self.namespace.pop("forward")
+        function.__qualname__ = f"{self.model}.forward"
+        self.cache[filename, source] = function
+        return function  # type: ignore[no-any-return]
+
+    def _default_body(self, span: Span) -> list[str]:
+        """No forward given: the children run in declaration order, as nn.Sequential would."""
+        lines = []
+        for name, plan in self.children.items():
+            kind = child_kind(plan)
+            if kind == "list":
+                lines += [f"for _layer in self.{name}:", f"{INDENT}x = _layer(x)"]
+            elif kind == "dict":
+                self.errors.append(NetDSLError(
+                    f"'{name}' is a dict, so {self.model} needs a forward that says which key "
+                    f"to use", plan.span))
+            else:
+                lines.append(f"x = self.{name}(x)")
+        if not self.children:
+            self.errors.append(NetDSLError(f"{self.model} has no children and no forward", span))
+        return [*lines, "return x"]
+
+    def _declare_args(self, forward: n.Forward) -> list[str]:
+        names = []
+        for arg in forward.args:
+            if self._check_new_name(arg, "forward argument") and arg.name in names:
+                self._error(f"duplicate forward argument '{arg.name}'", arg.span)
+            names.append(arg.name)
+            self.scope[arg.name] = Compiled(arg.name, VALUE)
+        return names
+
+    # ------------------------------------------------------------ statements
+    def _body(self, forward: n.Forward) -> list[str]:
+        lines = self._block(forward.body, top=True)
+        if not forward.body or not isinstance(forward.body[-1], n.Return):
+            self._error("forward never returns a value: end it with 'return ...'", forward.span)
+        return lines
+
+    def _block(self, body: list[n.Stmt], top: bool) -> list[str]:
+        lines: list[str] = []
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, n.Return) and i != len(body) - 1:
+                self._error("code after 'return' never runs", body[i + 1].span)
+            try:
+                lines += self._stmt(stmt, top)
+            except NetDSLError as err:
+                self.errors.append(err)
+        return lines or ["pass"]
+
+    def _stmt(self, stmt: n.Stmt, top: bool) -> list[str]:
+        if isinstance(stmt, n.Assign):
+            value = self._expr(stmt.value)
+            if self._check_new_name(stmt.target, "variable"):
+                self.scope[stmt.target.name] = Compiled(stmt.target.name, value.kind, value.plan)
+            return [f"{stmt.target.name} = {value.code}"]
+        if isinstance(stmt, n.For):
+            return self._for(stmt)
+        if not top:
+            fail("'return' inside a for loop is not supported; return after the loop",
+                 stmt.span)
+        value = self._expr(stmt.value)
+        self._require_value(value, stmt.value.span)
+        return [f"return {value.code}"]
+
+    def _for(self, stmt: n.For) -> list[str]:
+        iterable = self._expr(stmt.iter)
+        if iterable.kind not in ITERABLE:
+            fail(f"can only loop over a list or sequential, not {_kind_name(iterable)}",
+                 stmt.iter.span)
+        if self._check_new_name(stmt.var, "loop variable"):
+            self.scope[stmt.var.name] = Compiled(stmt.var.name, MODULE)
+        body = self._block(stmt.body, top=False)
+        return [f"for {stmt.var.name} in {iterable.code}:", *(INDENT + line for line in body)]
+
+    def _check_new_name(self, ident: n.Ident, what: str) -> bool:
+        name = ident.name
+        if keyword.iskeyword(name) or name == "self":
+            self._error(f"'{name}' is reserved in Python and cannot name a {what}", ident.span)
+            return False
+        clash = ("child" if name in self.children else
+                 "model parameter or constant" if name in self.consts else None)
+        if clash:
+            self._error(f"{what} '{name}' has the same name as a {clash}", ident.span)
+            return False
+        return True
+
+    # ------------------------------------------------------------ expressions
+    def _expr(self, expr: n.Expr) -> Compiled:
+        if isinstance(expr, n.Name):
+            return self._name(expr)
+        if isinstance(expr, n.Constant):
+            return self._constant(expr.value, expr.span)
+        if isinstance(expr, (n.TupleExpr, n.ListExpr)):
+            items = [self._value(i) for i in expr.items]
+            if isinstance(expr, n.ListExpr):
+                return Compiled(f"[{', '.join(items)}]", VALUE)
+            return Compiled(f"({', '.join(items)}{',' if len(items) == 1 else ''})", VALUE)
+        if isinstance(expr, n.BinOp):
+            return Compiled(f"({self._value(expr.left)} {expr.op} {self._value(expr.right)})",
+                            VALUE)
+        if isinstance(expr, n.UnaryOp):
+            operand = self._expr(expr.operand)
+            self._require_value(operand, expr.operand.span)
+            if operand.kind == CONST and isinstance(operand.const, (int, float)):
+                return self._constant(-operand.const if expr.op == "-" else operand.const,
+                                      expr.span)
+            return Compiled(f"({expr.op}{operand.code})", VALUE)
+        if isinstance(expr, n.Pipeline):
+            return self._expr(_desugar(expr))
+        if isinstance(expr, n.Call):
+            return self._call(expr)
+        if isinstance(expr, n.Index):
+            return self._index(expr)
+        return self._attr(expr)
+
+    def _value(self, expr: n.Expr) -> str:
+        compiled = self._expr(expr)
+        self._require_value(compiled, expr.span)
+        return compiled.code
+
+    def _require_value(self, compiled: Compiled, span: Span) -> None:
+        if compiled.kind not in (VALUE, CONST):
+            fail(f"{_kind_name(compiled)} is not a value; call it with an input", span)
+
+    def _name(self, expr: n.Name) -> Compiled:
+        name = expr.id
+        if name in self.scope:
+            return self.scope[name]
+        if name in self.children:
+            plan = self.children[name]
+            return Compiled(f"self.{name}", child_kind(plan), plan)
+        if name in self.consts:
+            return self._constant(self.consts[name], expr.span)
+        if name in OPS:
+            fail(f"'{name}' is a function: call it, as in {name}(x), or use it in a pipeline "
+                 f"(x -> {name})", expr.span)
+        known = [*self.scope, *self.children, *self.consts, *OPS]
+        fail(f"undefined name '{name}' in forward{did_you_mean(name, known)}", expr.span)
+
+    def _constant(self, value: Any, span: Span) -> Compiled:
+        if isinstance(value, float) and not math.isfinite(value):
+            fail("number is too large", span)
+        return Compiled(repr(value), CONST, const=value)
+
+    def _call(self, expr: n.Call) -> Compiled:
+        func = expr.func
+        if isinstance(func, n.Name) and func.id in OPS and func.id not in self.scope \
+                and func.id not in self.children:
+            return self._op(OPS[func.id], expr)
+        if isinstance(func, n.Attr):
+            return self._method(func, expr)
+        callee = self._expr(func)
+        if callee.kind not in CALLABLE:
+            hint = {"list": "; loop over it (for layer in ...) or index it",
+                    "dict": "; index it with a key first"}.get(callee.kind, "")
+            fail(f"{_kind_name(callee)} cannot be called{hint}", func.span)
+        return Compiled(f"{callee.code}({self._arguments(expr)})", VALUE)
+
+    def _arguments(self, expr: n.Call) -> str:
+        parts = [self._value(a) for a in expr.args]
+        parts += [f"{k.name.name}={self._value(k.value)}" for k in expr.kwargs]
+        return ", ".join(parts)
+
+    def _op(self, op: Op, expr: n.Call) -> Compiled:
+        args = [Arg(self._value(a), a.span) for a in expr.args]
+        kwargs = [Arg(self._value(k.value), k.value.span, k.name.name, k.name.span)
+                  for k in expr.kwargs]
+        op.signature.bind(args, kwargs, expr.span)
+        parts = [a.value for a in args] + [f"{k.name}={k.value}" for k in kwargs]
+        if op.is_method:
+            if not args:
+                fail(f"{op.signature.title} needs its input as the first argument", expr.span)
+            return Compiled(f"{parts[0]}{op.code}({', '.join(parts[1:])})", VALUE)
+        return Compiled(f"{op.code}({', '.join(parts)})", VALUE)
+
+    def _method(self, func: n.Attr, expr: n.Call) -> Compiled:
+        target = self._expr(func.value)
+        name = func.attr.name
+        if target.kind != VALUE:
+            fail(f"{_kind_name(target)} has no method '{name}' in a forward", func.attr.span)
+        if name not in METHODS:
+            fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}", func.attr.span)
+        return Compiled(f"{target.code}.{name}({self._arguments(expr)})", VALUE)
+
+    def _attr(self, expr: n.Attr) -> Compiled:
+        target = self._expr(expr.value)
+        name = expr.attr.name
+        if target.kind != VALUE or name not in ATTRIBUTES:
+            fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}", expr.attr.span)
+        return Compiled(f"{target.code}.{name}", VALUE)
+
+    def _index(self, expr: n.Index) -> Compiled:
+        target = self._expr(expr.value)
+        if target.kind == "dict":
+            assert isinstance(target.plan, DictPlan)
+            return self._dict_index(target, target.plan, expr)
+        if target.kind in ITERABLE:
+            assert isinstance(target.plan, (ListPlan, SequentialPlan))
+            return self._list_index(target, target.plan, expr)
+        if target.kind == VALUE:
+            return Compiled(f"{target.code}[{self._value(expr.index)}]", VALUE)
+        fail(f"{_kind_name(target)} cannot be indexed", expr.value.span)
+
+    def _list_index(self, target: Compiled, plan: ListPlan | SequentialPlan,
+                    expr: n.Index) -> Compiled:
+        index = self._expr(expr.index)
+        items = [p for _, p in plan.items] if isinstance(plan, SequentialPlan) else plan.items
+        position = index.const
+        if index.kind != CONST or not isinstance(position, int) or isinstance(position, bool):
+            fail(f"{_kind_name(target)} is indexed by an integer constant", expr.index.span)
+        if not -len(items) <= position < len(items):
+            fail(f"index {position} is out of range for {_kind_name(target)} "
+                 f"({len(items)} items)", expr.index.span)
+        item = items[position]
+        return Compiled(f"{target.code}[{position}]", child_kind(item), item)
+
+    def _dict_index(self, target: Compiled, plan: DictPlan, expr: n.Index) -> Compiled:
+        keys = [k for k, _ in plan.items]
+        key = self._expr(expr.index)
+        valid = ", ".join(repr(k) for k in keys)
+        if key.kind == CONST:
+            value = key.const
+            if value not in keys:
+                fail(f"unknown key {value!r} for {_kind_name(target)}; valid keys: {valid}",
+                     expr.index.span)
+            item = dict(plan.items)[value]
+            return Compiled(f"{target.code}[{key.code}]", child_kind(item), item)
+        if key.kind != VALUE or not isinstance(expr.index, n.Name):
+            fail(f"{_kind_name(target)} is indexed by a forward argument or a string",
+                 expr.index.span)
+        raise_name = self._key_error(target, valid, expr.index.span)
+        code = f"({target.code}[{key.code}] if {key.code} in {target.code} else " \
+               f"{raise_name}({key.code}))"
+        return Compiled(code, MODULE)
+
+    def _key_error(self, target: Compiled, valid: str, span: Span) -> str:
+        """A helper the generated code calls to raise a located error for an unknown key."""
+        what = _kind_name(target)
+
+        def unknown_key(key: object) -> None:
+            raise UnknownKeyError(f"unknown key {key!r} for {what}; valid keys: {valid}", span)
+
+        name = f"_unknown_key_{len(self.namespace)}"
+        self.namespace[name] = unknown_key
+        return name
+
+    def _error(self, message: str, span: Span) -> None:
+        self.errors.append(NetDSLError(message, span))
+
+
+def _desugar(expr: n.Pipeline) -> n.Call:
+    """``x -> stage`` is ``stage(x)``; ``x -> op(a)`` is ``op(x, a)``."""
+    stage = expr.stage
+    if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) and stage.func.id in OPS:
+        return n.Call(span=expr.span, func=stage.func, args=[expr.source, *stage.args],
+                      kwargs=stage.kwargs)
+    return n.Call(span=expr.span, func=stage, args=[expr.source])
+
+
+def _kind_name(compiled: Compiled) -> str:
+    if compiled.kind in ("list", "dict", "sequential", MODULE) and compiled.code.startswith(
+            "self."):
+        return f"{compiled.kind if compiled.kind != MODULE else 'module'} " \
+               f"'{compiled.code.removeprefix('self.')}'"
+    return {VALUE: "a tensor", CONST: "a constant", MODULE: "a module", "list": "a list",
+            "dict": "a dict", "sequential": "a sequential"}[compiled.kind]
+
+
+__all__ = ["ForwardCompiler"]

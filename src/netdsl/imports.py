@@ -1,0 +1,102 @@
+"""Imports: a spec file and the files it imports -> units with their name scopes.
+
+``from "blocks.net" import BasicBlock`` reads a file relative to the importing file. A path may
+not be absolute, may not climb with ``..``, and after resolving symlinks must stay inside the
+directory tree of the spec that was loaded first. Cycles are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from . import nodes as n
+from .errors import NetDSLError, Span, did_you_mean, fail
+from .parser import parse_tree
+from .transform import to_nodes
+
+
+@dataclass
+class Unit:
+    """One parsed file and the declarations visible in it (its own and the imported ones)."""
+
+    spec: n.Spec
+    text: str
+    scope: dict[str, tuple[n.ModelDecl, Unit]] = field(default_factory=dict)
+
+
+def read_spec(path: Path) -> str:
+    """The text of a spec file; unreadable files are errors, not tracebacks."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise NetDSLError(f"{path}: is a directory, not a spec file") from None
+    except OSError as err:
+        raise NetDSLError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise NetDSLError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def parse(text: str, path: str) -> n.Spec:
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        fail("spec contains a NUL character", Span(path=path, line=line, column=1,
+                                                   end_line=line, end_column=2))
+    return to_nodes(parse_tree(text, path), path)
+
+
+@dataclass
+class Loader:
+    """Loads a spec and its imports, each file once, keeping every text for error messages."""
+
+    root: Path
+    units: dict[Path, Unit] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def load_text(self, text: str, path: str, stack: tuple[Path, ...] = ()) -> Unit:
+        self.sources[path] = text
+        unit = Unit(parse(text, path), text)
+        for decl in unit.spec.models:
+            if decl.name.name in unit.scope:
+                fail(f"'{decl.name.name}' is declared twice", decl.name.span)
+            unit.scope[decl.name.name] = (decl, unit)
+        for imp in unit.spec.imports:
+            self._import(unit, imp, Path(path).parent, stack)
+        return unit
+
+    def load_file(self, path: Path, stack: tuple[Path, ...] = ()) -> Unit:
+        resolved = path.resolve()
+        if resolved not in self.units:
+            self.units[resolved] = self.load_text(read_spec(path), str(path), (*stack, resolved))
+        return self.units[resolved]
+
+    def _import(self, unit: Unit, imp: n.Import, base: Path, stack: tuple[Path, ...]) -> None:
+        target = self._resolve(imp, base)
+        if target.resolve() in stack:
+            chain = " -> ".join(p.name for p in (*stack, target.resolve()))
+            fail(f"import cycle: {chain}", imp.path_span)
+        imported = self.load_file(target, stack)
+        for ident in imp.names:
+            found = imported.scope.get(ident.name)
+            if found is None:
+                fail(f"'{imp.path}' has no model or block '{ident.name}'"
+                     f"{did_you_mean(ident.name, imported.scope)}", ident.span)
+            if ident.name in unit.scope:
+                fail(f"'{ident.name}' is already declared", ident.span)
+            unit.scope[ident.name] = found
+
+    def _resolve(self, imp: n.Import, base: Path) -> Path:
+        raw = imp.path
+        if not raw or PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).is_absolute() \
+                or PureWindowsPath(raw).drive:
+            fail(f"import path '{raw}' must be relative to the importing file", imp.path_span)
+        if ".." in PurePosixPath(raw.replace("\\", "/")).parts:
+            fail(f"import path '{raw}' may not use '..'", imp.path_span)
+        target = base / raw
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            fail(f"import path '{raw}' leaves the spec's directory", imp.path_span)
+        if not target.is_file():
+            fail(f"cannot import '{raw}': no such file", imp.path_span)
+        return target

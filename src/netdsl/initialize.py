@@ -1,0 +1,64 @@
+"""Initialize: apply a model's init rules to its parameters, in module order.
+
+Walks ``named_modules()`` and each module's own parameters in registration order (weight before
+bias), exactly like the hand-written ``for m in self.modules(): if isinstance(m, nn.Linear): ...``
+loops, so the random draws happen in the same order. Each parameter is set by at most one rule:
+the most specific match (see :meth:`netdsl.plan.RulePlan.rank`).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+import torch
+from torch import nn
+
+from .check import rule_arguments
+from .errors import fail
+from .plan import RulePlan
+
+
+def apply_rules(root: nn.Module, rules: list[RulePlan]) -> None:
+    if not rules:
+        return
+    for path, module in root.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            rule = winning_rule(rules, path, module, name)
+            if rule is not None:
+                apply_rule(rule, param, f"{path}.{name}" if path else name)
+
+
+def winning_rule(rules: list[RulePlan], path: str, module: nn.Module,
+                 param: str) -> RulePlan | None:
+    matching = [(rule.rank(i), rule) for i, rule in enumerate(rules)
+                if matches(rule, path, module, param)]
+    return max(matching, key=lambda m: m[0])[1] if matching else None
+
+
+def matches(rule: RulePlan, path: str, module: nn.Module, param: str) -> bool:
+    if rule.rule.param not in ("*", param):
+        return False
+    if rule.rule.target_kind == "path":
+        return fnmatchcase(path, rule.rule.target)
+    if rule.rule.target_kind == "type":
+        return rule.target_cls is not None and isinstance(module, rule.target_cls)
+    return True
+
+
+def apply_rule(rule: RulePlan, param: nn.Parameter, where: str) -> None:
+    fans = _fans(rule, param, where) if rule.uses_fan else {}
+    args, kwargs = rule_arguments(rule, fans)
+    try:
+        with torch.no_grad():
+            rule.func(param, *args, **kwargs)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as err:
+        fail(f"{rule.rule.func.name}() failed on '{where}': {err}", rule.rule.span)
+
+
+def _fans(rule: RulePlan, param: nn.Parameter, where: str) -> dict[str, int]:
+    if param.dim() < 2:
+        fail(f"fan_in and fan_out are undefined for '{where}' (shape {tuple(param.shape)}); "
+             f"select it with a rule that does not use them", rule.rule.span)
+    # torch's own computation, so fan_in matches what kaiming_* and xavier_* use internally.
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(param)
+    return {"fan_in": fan_in, "fan_out": fan_out}

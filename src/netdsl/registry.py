@@ -1,0 +1,74 @@
+"""Registry: the layer names a spec may use, found by introspecting ``torch.nn``.
+
+Every public ``torch.nn`` module class is a layer under its own name, except the containers that
+the language spells as blocks. Custom modules join only from Python
+(``netdsl.load(..., modules={"Name": cls})``); nothing is ever looked up by a string from a spec
+outside this table.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .errors import NetDSLError
+from .signatures import Signature
+
+# Spelled as `sequential`, `list` and `dict` blocks, or not layers at all.
+_NOT_LAYERS = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
+               "ParameterDict", "Container"}
+
+# Arguments netdsl supplies itself: the device comes from load(device=...).
+_SUPPLIED = {"device"}
+
+
+@functools.lru_cache(maxsize=1)
+def torch_layers() -> Mapping[str, type[nn.Module]]:
+    """Every public ``torch.nn`` module class by name, in alphabetical order."""
+    found: dict[str, type[nn.Module]] = {}
+    for name in sorted(dir(nn)):
+        obj = getattr(nn, name)
+        if (not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, nn.Module)
+                and name not in _NOT_LAYERS):
+            found[name] = obj
+    return found
+
+
+@functools.cache
+def layer_signature(cls: type[nn.Module], name: str) -> Signature:
+    sig = Signature.of(f"{name}()", cls.__init__, skip=1)
+    return Signature(sig.title, tuple(p for p in sig.params if p.name not in _SUPPLIED))
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Layers available to one load: torch.nn plus the custom modules given from Python."""
+
+    custom: Mapping[str, type[nn.Module]] = field(default_factory=dict)
+
+    @classmethod
+    def with_modules(cls, modules: Mapping[str, type[nn.Module]] | None) -> Registry:
+        for name, module in (modules or {}).items():
+            if not (isinstance(name, str) and name.isidentifier() and not name.startswith("_")):
+                raise NetDSLError(f"custom module name {name!r} is not a valid layer name")
+            if not (inspect.isclass(module) and issubclass(module, nn.Module)):
+                raise NetDSLError(f"custom module {name!r} must be a torch.nn.Module subclass, "
+                                  f"got {module!r}")
+        return cls(dict(modules or {}))
+
+    def lookup(self, name: str) -> type[nn.Module] | None:
+        return self.custom.get(name) or torch_layers().get(name)
+
+    def names(self) -> list[str]:
+        return [*self.custom, *torch_layers()]
+
+
+
+
+
+
+__all__ = ["Registry", "layer_signature", "torch_layers"]

@@ -1,0 +1,147 @@
+"""Signatures: bind a call's arguments to a real Python signature and type-check the values.
+
+One mechanism for torch layers, registered custom modules, ``torch.nn.init`` functions and the
+spec's own blocks: positional order and keyword names come from ``inspect.signature``, value
+types from the annotations, checked with pydantic in strict mode (so ``True`` is not an ``int``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from .errors import Span, did_you_mean, fail
+
+Value = Any  # int | float | bool | str | None | tuple | list of those
+
+
+@dataclass(frozen=True)
+class Arg:
+    """An evaluated argument with the span of its expression (and of its keyword, if any)."""
+
+    value: Value
+    span: Span
+    name: str | None = None
+    name_span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The parameters a callable accepts, minus the ones netdsl supplies itself."""
+
+    title: str  # how messages name the callable, e.g. "Conv2d()"
+    params: tuple[inspect.Parameter, ...]
+
+    @classmethod
+    def of(cls, title: str, func: Callable[..., Any], skip: int = 0) -> Signature:
+        try:  # annotations written as strings (PEP 563) are resolved in the callable's module
+            signature = inspect.signature(func, eval_str=True)
+        except Exception:  # an annotation that cannot be resolved: keep it unchecked
+            signature = inspect.signature(func)
+        params = tuple(signature.parameters.values())[skip:]
+        return cls(title, params)
+
+    def bind(self, args: Sequence[Arg], kwargs: Sequence[Arg], call_span: Span) -> dict[str, Any]:
+        """Map arguments to parameter names as Python would, failing at the offending argument."""
+        bound: dict[str, Any] = {}
+        self._bind_positional(args, bound)
+        self._bind_keywords(kwargs, bound)
+        missing = [p.name for p in self.params
+                   if p.name not in bound and p.default is inspect.Parameter.empty
+                   and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if missing:
+            names = ", ".join(f"'{m}'" for m in missing)
+            fail(f"{self.title} is missing required argument{'s' if len(missing) > 1 else ''} "
+                 f"{names}", call_span)
+        return bound
+
+    def _bind_positional(self, args: Sequence[Arg], bound: dict[str, Any]) -> None:
+        positional = [p for p in self.params if p.kind in (p.POSITIONAL_ONLY,
+                                                             p.POSITIONAL_OR_KEYWORD)]
+        star = next((p for p in self.params if p.kind == p.VAR_POSITIONAL), None)
+        for i, arg in enumerate(args):
+            if i < len(positional):
+                self._check_type(positional[i], arg)
+                bound[positional[i].name] = arg.value
+            elif star is not None:
+                bound.setdefault(star.name, []).append(arg.value)
+            else:
+                fail(f"{self.title} takes {_count(len(positional), 'positional argument')} "
+                     f"but {len(args)} were given", arg.span)
+
+    def _bind_keywords(self, kwargs: Sequence[Arg], bound: dict[str, Any]) -> None:
+        by_name = {p.name: p for p in self.params
+                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        star = next((p for p in self.params if p.kind == p.VAR_KEYWORD), None)
+        for arg in kwargs:
+            assert arg.name is not None
+            where = arg.name_span or arg.span
+            if arg.name in bound:
+                fail(f"{self.title} got multiple values for argument '{arg.name}'", where)
+            param = by_name.get(arg.name)
+            if param is None and star is None:
+                fail(f"{self.title} got an unexpected keyword argument '{arg.name}'"
+                     f"{did_you_mean(arg.name, by_name)}", where)
+            if param is not None:
+                self._check_type(param, arg)
+            bound[arg.name] = arg.value
+
+    def _check_type(self, param: inspect.Parameter, arg: Arg) -> None:
+        adapter = _adapter(param.annotation)
+        if adapter is None:
+            return
+        try:
+            adapter.validate_python(arg.value, strict=True)
+        except ValidationError:
+            fail(f"{self.title} argument '{param.name}' expects "
+                 f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+@functools.cache
+def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # an annotation pydantic cannot check (a tensor, a forward ref): skip it
+        return None
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    if annotation is inspect.Parameter.empty or annotation is Any or isinstance(annotation, str):
+        return None
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # unhashable annotation
+        return None
+
+
+def type_name(annotation: Any) -> str:
+    """``Union[int, tuple[int, int]]`` -> ``int | tuple[int, int]``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return "none"
+    if origin is not None:
+        inner = ", ".join(type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def describe(value: Value) -> str:
+    """A value as messages show it: ``bool (True)``, ``str ('relu')``."""
+    kind = "none" if value is None else type(value).__name__
+    shown = "none" if value is None else repr(value)
+    return kind if kind == shown else f"{kind} ({shown})"
