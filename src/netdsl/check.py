@@ -76,13 +76,13 @@ class Checker:
         signature = param_signature(decl)
         bound = signature.bind(args, kwargs, call_span)
         env: dict[str, Any] = {}
-        for p in decl.params:
+        for p, param in zip(decl.params, signature.params, strict=True):
             if p.name.name in bound:
                 env[p.name.name] = bound[p.name.name]
             else:
                 assert p.default is not None
                 value = evaluate(p.default, env)
-                signature.bind([], [Arg(value, p.default.span, p.name.name)], call_span)
+                signature.check_type(param, Arg(value, p.default.span, p.name.name))
                 env[p.name.name] = value
         return env
 
@@ -101,10 +101,14 @@ class Checker:
         for member in decl.body:
             with self.collect():
                 self._member(member, unit, env, children)
+        broken = {m.name.name for m in decl.body
+                  if isinstance(m, (n.Child, n.Let)) and m.name.name not in children
+                  and m.name.name not in env}
         forwards = decl.forwards
         for extra in forwards[1:]:
             self.errors.append(NetDSLError("forward is defined twice", extra.span))
-        compiler = ForwardCompiler(decl.name.name, children, env, cache=self.forwards)
+        compiler = ForwardCompiler(decl.name.name, children, env, broken=broken,
+                                   cache=self.forwards)
         forward = compiler.compile(forwards[0] if forwards else None, decl.name.span)
         self.errors += compiler.errors
         rules = []

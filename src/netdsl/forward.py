@@ -48,6 +48,9 @@ class ForwardCompiler:
     errors: list[NetDSLError] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=lambda: dict(NAMESPACE))
     scope: dict[str, Compiled] = field(default_factory=dict)
+    # Children and constants that failed to check: statements using them are skipped silently,
+    # since their own error is already reported.
+    broken: set[str] = field(default_factory=set)
     # Compiled functions by file name and source: instances of one block that generate the
     # same code share one function (and so one class).
     cache: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
@@ -121,6 +124,8 @@ class ForwardCompiler:
                 lines += self._stmt(stmt, top)
             except NetDSLError as err:
                 self.errors.append(err)
+            except _Broken:
+                continue
         return lines or ["pass"]
 
     def _stmt(self, stmt: n.Stmt, top: bool) -> list[str]:
@@ -207,6 +212,8 @@ class ForwardCompiler:
             return Compiled(f"self.{name}", child_kind(plan), plan)
         if name in self.consts:
             return self._constant(self.consts[name], expr.span)
+        if name in self.broken:
+            raise _Broken
         if name in OPS:
             fail(f"'{name}' is a function: call it, as in {name}(x), or use it in a pipeline "
                  f"(x -> {name})", expr.span)
@@ -322,6 +329,10 @@ class ForwardCompiler:
 
     def _error(self, message: str, span: Span) -> None:
         self.errors.append(NetDSLError(message, span))
+
+
+class _Broken(Exception):
+    """A statement uses a child whose own error is already reported."""
 
 
 def _desugar(expr: n.Pipeline) -> n.Call:

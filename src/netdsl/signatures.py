@@ -68,7 +68,7 @@ class Signature:
         star = next((p for p in self.params if p.kind == p.VAR_POSITIONAL), None)
         for i, arg in enumerate(args):
             if i < len(positional):
-                self._check_type(positional[i], arg)
+                self.check_type(positional[i], arg)
                 bound[positional[i].name] = arg.value
             elif star is not None:
                 bound.setdefault(star.name, []).append(arg.value)
@@ -90,10 +90,10 @@ class Signature:
                 fail(f"{self.title} got an unexpected keyword argument '{arg.name}'"
                      f"{did_you_mean(arg.name, by_name)}", where)
             if param is not None:
-                self._check_type(param, arg)
+                self.check_type(param, arg)
             bound[arg.name] = arg.value
 
-    def _check_type(self, param: inspect.Parameter, arg: Arg) -> None:
+    def check_type(self, param: inspect.Parameter, arg: Arg) -> None:
         adapter = _adapter(param.annotation)
         if adapter is None:
             return
