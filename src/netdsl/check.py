@@ -26,6 +26,8 @@ from .plan import DictPlan, LayerPlan, ListPlan, ModelPlan, Plan, RulePlan, Sequ
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature
 
+# Names a child cannot take: setattr would replace nn.Module's own attribute or method.
+_MODULE_ATTRIBUTES = frozenset(dir(nn.Module()))
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 FAN_NAMES = frozenset({"fan_in", "fan_out"})
 
@@ -87,8 +89,6 @@ class Checker:
         return env
 
     def model(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
-        if decl.name.name in self.stack:
-            fail(f"block '{decl.name.name}' uses itself", decl.name.span)
         self.stack.append(decl.name.name)
         try:
             return self._model_body(decl, unit, dict(env))
@@ -131,7 +131,7 @@ class Checker:
             env[member.name.name] = evaluate(member.value, env)
         elif isinstance(member, n.Child):
             self._new_name(member.name, env, children, "child")
-            if hasattr(nn.Module, member.name.name):
+            if member.name.name in _MODULE_ATTRIBUTES:
                 fail(f"child name '{member.name.name}' clashes with the nn.Module attribute "
                      f"of that name", member.name.span)
             plan = self.module(member.module, unit, env)
@@ -160,6 +160,8 @@ class Checker:
         args, kwargs = evaluate_args(node.args, node.kwargs, env)
         if name in unit.scope:
             decl, decl_unit = unit.scope[name]
+            if name in self.stack:
+                fail(f"block '{name}' uses itself", node.name.span)
             block_env = self.bind_params(decl, args, kwargs, node.span)
             return self.model(decl, decl_unit, block_env)
         cls = self.registry.lookup(name)

@@ -25,8 +25,11 @@ from .signatures import Arg
 # Kinds of forward values: a tensor (or any runtime value), a constant known at compile time,
 # or a module that can be called, iterated or indexed.
 VALUE, CONST, MODULE = "value", "const", "module"
-CALLABLE = {MODULE, "sequential"}
-ITERABLE = {"list", "sequential"}
+# A child whose own definition failed (its error is reported already): accepted anywhere, so
+# that the rest of the forward is still checked without follow-on errors.
+BROKEN = "broken"
+CALLABLE = {MODULE, "sequential", BROKEN}
+ITERABLE = {"list", "sequential", BROKEN}
 INDENT = "    "
 
 
@@ -48,8 +51,7 @@ class ForwardCompiler:
     errors: list[NetDSLError] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=lambda: dict(NAMESPACE))
     scope: dict[str, Compiled] = field(default_factory=dict)
-    # Children and constants that failed to check: statements using them are skipped silently,
-    # since their own error is already reported.
+    # Children and constants that failed to check (see BROKEN).
     broken: set[str] = field(default_factory=set)
     # Compiled functions by file name and source: instances of one block that generate the
     # same code share one function (and so one class).
@@ -95,7 +97,7 @@ class ForwardCompiler:
                     f"to use", plan.span))
             else:
                 lines.append(f"x = self.{name}(x)")
-        if not self.children:
+        if not self.children and not self.broken:
             self.errors.append(NetDSLError(f"{self.model} has no children and no forward", span))
         return [*lines, "return x"]
 
@@ -111,7 +113,7 @@ class ForwardCompiler:
     # ------------------------------------------------------------ statements
     def _body(self, forward: n.Forward) -> list[str]:
         lines = self._block(forward.body, top=True)
-        if not forward.body or not isinstance(forward.body[-1], n.Return):
+        if not any(isinstance(stmt, n.Return) for stmt in forward.body):
             self._error("forward never returns a value: end it with 'return ...'", forward.span)
         return lines
 
@@ -124,8 +126,6 @@ class ForwardCompiler:
                 lines += self._stmt(stmt, top)
             except NetDSLError as err:
                 self.errors.append(err)
-            except _Broken:
-                continue
         return lines or ["pass"]
 
     def _stmt(self, stmt: n.Stmt, top: bool) -> list[str]:
@@ -200,7 +200,7 @@ class ForwardCompiler:
         return compiled.code
 
     def _require_value(self, compiled: Compiled, span: Span) -> None:
-        if compiled.kind not in (VALUE, CONST):
+        if compiled.kind not in (VALUE, CONST, BROKEN):
             fail(f"{_kind_name(compiled)} is not a value; call it with an input", span)
 
     def _name(self, expr: n.Name) -> Compiled:
@@ -213,7 +213,7 @@ class ForwardCompiler:
         if name in self.consts:
             return self._constant(self.consts[name], expr.span)
         if name in self.broken:
-            raise _Broken
+            return Compiled(name, BROKEN)
         if name in OPS:
             fail(f"'{name}' is a function: call it, as in {name}(x), or use it in a pipeline "
                  f"(x -> {name})", expr.span)
@@ -259,7 +259,7 @@ class ForwardCompiler:
     def _method(self, func: n.Attr, expr: n.Call) -> Compiled:
         target = self._expr(func.value)
         name = func.attr.name
-        if target.kind != VALUE:
+        if target.kind not in (VALUE, BROKEN):
             fail(f"{_kind_name(target)} has no method '{name}' in a forward", func.attr.span)
         if name not in METHODS:
             fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}", func.attr.span)
@@ -268,12 +268,15 @@ class ForwardCompiler:
     def _attr(self, expr: n.Attr) -> Compiled:
         target = self._expr(expr.value)
         name = expr.attr.name
-        if target.kind != VALUE or name not in ATTRIBUTES:
+        if target.kind not in (VALUE, BROKEN) or name not in ATTRIBUTES:
             fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}", expr.attr.span)
         return Compiled(f"{target.code}.{name}", VALUE)
 
     def _index(self, expr: n.Index) -> Compiled:
         target = self._expr(expr.value)
+        if target.kind == BROKEN:
+            self._expr(expr.index)
+            return target
         if target.kind == "dict":
             assert isinstance(target.plan, DictPlan)
             return self._dict_index(target, target.plan, expr)
@@ -331,10 +334,6 @@ class ForwardCompiler:
         self.errors.append(NetDSLError(message, span))
 
 
-class _Broken(Exception):
-    """A statement uses a child whose own error is already reported."""
-
-
 def _desugar(expr: n.Pipeline) -> n.Call:
     """``x -> stage`` is ``stage(x)``; ``x -> op(a)`` is ``op(x, a)``."""
     stage = expr.stage
@@ -349,8 +348,9 @@ def _kind_name(compiled: Compiled) -> str:
             "self."):
         return f"{compiled.kind if compiled.kind != MODULE else 'module'} " \
                f"'{compiled.code.removeprefix('self.')}'"
-    return {VALUE: "a tensor", CONST: "a constant", MODULE: "a module", "list": "a list",
-            "dict": "a dict", "sequential": "a sequential"}[compiled.kind]
+    return {BROKEN: "an invalid child", VALUE: "a tensor", CONST: "a constant",
+            MODULE: "a module", "list": "a list", "dict": "a dict",
+            "sequential": "a sequential"}[compiled.kind]
 
 
 __all__ = ["ForwardCompiler"]
