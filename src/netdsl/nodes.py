@@ -197,8 +197,8 @@ class Forward(Node):
 class InitRule(Node):
     """``target.param: function(args)``.
 
-    ``target`` is a module type name (``Linear``), a path glob (``"features.*"``) or ``*``;
-    ``param`` is a parameter name or ``*``.
+    ``target`` is a module type name (``Linear``), a path glob (``"features.*"``) or ``Module``
+    (every module, kind ``any``); ``param`` is a parameter name or ``*``.
     """
 
     kind: Literal["init_rule"] = "init_rule"

@@ -151,13 +151,12 @@ class ToNodes(Transformer[Token, Any]):
                           **self._split_args(arguments))
 
     def type_target(self, meta: Meta, items: list[Token]) -> tuple[str, str, Span]:
-        return ("type", str(items[0]), self._span(meta))
+        # `Module` selects every module (everything is an nn.Module): the least specific target.
+        kind = "any" if items[0] == "Module" else "type"
+        return (kind, str(items[0]), self._span(meta))
 
     def path_target(self, meta: Meta, items: list[Token]) -> tuple[str, str, Span]:
         return ("path", unquote(items[0]), self._span(meta))
-
-    def any_target(self, meta: Meta, items: list[Token]) -> tuple[str, str, Span]:
-        return ("any", "*", self._span(meta))
 
     def any_param(self, meta: Meta, items: list[Token]) -> str:
         return "*"

@@ -1,0 +1,136 @@
+"""The grammar and the parser: strict LALR build, layout rules, the AST and its JSON form."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import netdsl
+from netdsl import nodes as n
+from netdsl.parser import build_parser, grammar_text
+
+LENET = """\
+# LeNet
+model LeNet(classes: int = 10) {
+    features = sequential { Conv2d(3, 6, 5) ReLU() MaxPool2d(2, 2) }
+    classifier = sequential {
+        Linear(16 * 5 * 5, 120),
+        ReLU(),
+        Linear(120, classes),   # trailing comma, comment
+    }
+    forward(x) = x -> features -> flatten(1) -> classifier
+}
+"""
+
+
+def test_grammar_builds_in_strict_mode() -> None:
+    # strict=True turns every shift/reduce or regex collision into an error.
+    build_parser(strict=True)
+
+
+def test_grammar_file_is_the_shipped_one() -> None:
+    assert grammar_text().startswith("// The netdsl language")
+
+
+def test_parse_returns_nodes_with_spans() -> None:
+    spec = netdsl.parse(LENET, path="lenet.net")
+    (model,) = spec.models
+    assert model.kind == "model" and model.name.name == "LeNet"
+    assert [p.name.name for p in model.params] == ["classes"]
+    assert [c.name.name for c in model.children] == ["features", "classifier"]
+    features = model.children[0]
+    assert isinstance(features.module, n.Sequential)
+    assert [m.name.name for m in features.module.items] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert (features.span.line, features.span.column) == (3, 5)
+    assert features.module.items[2].span.column == 52
+
+
+def test_crlf_blank_lines_and_comments_parse_the_same() -> None:
+    crlf = "\r\n\r\n".join(LENET.splitlines()) + "\r\n"
+    a = netdsl.parse(LENET, path="x.net")
+    b = netdsl.parse(crlf, path="x.net")
+    strip = {"span", "path_span", "target_span"}
+    assert _without(a.model_dump(), strip) == _without(b.model_dump(), strip)
+
+
+def test_commas_are_optional_and_may_trail() -> None:
+    with_commas = "model M { s = sequential { Linear(1, 2,), ReLU(), } d = dict { a: ReLU(), } }"
+    without = "model M { s = sequential { Linear(1, 2) ReLU() } d = dict { a: ReLU() } }"
+    strip = {"span"}
+    assert _without(netdsl.parse(with_commas).model_dump(), strip) == _without(
+        netdsl.parse(without).model_dump(), strip)
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = netdsl.parse(LENET, path="lenet.net")
+    again = n.Spec.model_validate_json(spec.model_dump_json())
+    assert again == spec
+
+
+def test_literals() -> None:
+    spec = netdsl.parse(
+        'model M { let a = (1_000, 2.5e-3, .5, "s\\"q", \'x\', true, False, none, [1, 2]) }')
+    let = spec.models[0].body[0]
+    assert isinstance(let, n.Let) and isinstance(let.value, n.TupleExpr)
+    values = [i.value if isinstance(i, n.Constant) else None for i in let.value.items]
+    assert values == [1000, 0.0025, 0.5, 's"q', "x", True, False, None, None]
+    assert type(values[5]) is bool and type(values[0]) is int
+
+
+def test_operator_precedence() -> None:
+    spec = netdsl.parse("model M { let a = 1 + 2 * -3 ** 2 }")
+    value = spec.models[0].body[0].value  # type: ignore[union-attr]
+    assert isinstance(value, n.BinOp) and value.op == "+"
+    assert isinstance(value.right, n.BinOp) and value.right.op == "*"
+    assert isinstance(value.right.right, n.UnaryOp)
+
+
+def test_pipeline_is_left_associative() -> None:
+    spec = netdsl.parse("model M { forward(x) = x -> a -> flatten(1) }")
+    ret = spec.models[0].forwards[0].body[0]
+    assert isinstance(ret, n.Return) and isinstance(ret.value, n.Pipeline)
+    assert isinstance(ret.value.source, n.Pipeline)
+    assert isinstance(ret.value.stage, n.Call)
+
+
+# ------------------------------------------------------------------ properties
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda s: s not in {"model", "block", "from", "import", "let", "sequential", "list", "dict",
+                        "for", "in", "range", "forward", "return", "init", "true", "false",
+                        "none"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(widths=st.lists(st.integers(1, 4096), min_size=2, max_size=6), name=_names,
+       commas=st.booleans(), newline=st.sampled_from(["\n", "\r\n", " "]))
+def test_generated_sequentials_parse_to_their_layers(widths: list[int], name: str,
+                                                     commas: bool, newline: str) -> None:
+    sep = "," + newline if commas else newline
+    layers = sep.join(f"Linear({a}, {b})" for a, b in zip(widths, widths[1:], strict=False))
+    spec = netdsl.parse(f"model M {{{newline}{name} = sequential {{ {layers} }}{newline}}}")
+    seq = spec.models[0].children[0].module
+    assert isinstance(seq, n.Sequential)
+    got = [[a.value for a in item.args] for item in seq.items]  # type: ignore[union-attr]
+    assert got == [[a, b] for a, b in zip(widths, widths[1:], strict=False)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=string.printable, max_size=80))
+def test_any_text_parses_or_fails_with_a_location(text: str) -> None:
+    try:
+        netdsl.parse(text)
+    except netdsl.NetDSLError as err:
+        assert err.line is not None and err.line >= 1
+        assert err.column is not None and err.column >= 1
+        assert str(err).startswith(f"<string>:{err.line}:{err.column}: ")
+
+
+def _without(data: object, keys: set[str]) -> object:
+    if isinstance(data, dict):
+        return {k: _without(v, keys) for k, v in data.items() if k not in keys}
+    if isinstance(data, list):
+        return [_without(v, keys) for v in data]
+    return data
