@@ -132,7 +132,7 @@ def test_loads_resolves_imports_from_the_working_directory(tmp_path: Path,
     'model M { x = Linear(1, 1) forward(x) = x.__class__ }',
     'model M { x = Linear(1, 1) forward(y) = print(y) }',
     'model M { x = Linear(1, 1) forward(y) = y -> open("canary") }',
-    "model M { x = Lіnear(1, 1) }",  # Cyrillic і
+    "model M { x = L\u0456near(1, 1) }",  # a Cyrillic look-alike of "i"
 ])
 def test_specs_cannot_reach_python(spec: str, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:

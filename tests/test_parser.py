@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import string
 
 from hypothesis import given, settings
@@ -109,12 +110,12 @@ _names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
 def test_generated_sequentials_parse_to_their_layers(widths: list[int], name: str,
                                                      commas: bool, newline: str) -> None:
     sep = "," + newline if commas else newline
-    layers = sep.join(f"Linear({a}, {b})" for a, b in zip(widths, widths[1:], strict=False))
+    layers = sep.join(f"Linear({a}, {b})" for a, b in itertools.pairwise(widths))
     spec = netdsl.parse(f"model M {{{newline}{name} = sequential {{ {layers} }}{newline}}}")
     seq = spec.models[0].children[0].module
     assert isinstance(seq, n.Sequential)
     got = [[a.value for a in item.args] for item in seq.items]  # type: ignore[union-attr]
-    assert got == [[a, b] for a, b in zip(widths, widths[1:], strict=False)]
+    assert got == [[a, b] for a, b in itertools.pairwise(widths)]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,93 @@
+"""The netdsl command: exit codes, diagnostics on stderr, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netdsl.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ERRORS = Path(__file__).resolve().parent / "cases" / "errors"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netdsl", *args], capture_output=True,
+                          text=True, cwd=cwd, check=False)
+
+
+def test_valid_examples_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(p) for p in EXAMPLES.rglob("*.net"))
+    assert main(["check", *files]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"netdsl: {len(files)} valid\n"
+
+
+def test_invalid_spec_exits_1_with_every_error(capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ERRORS)
+    assert main(["check", "many_errors.net", str(EXAMPLES / "lenet.net")]) == 1
+    err = capsys.readouterr().err
+    assert err == (ERRORS / "many_errors.expected").read_text() + "netdsl: 1 valid, 1 invalid\n"
+
+
+def test_json_format(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ERRORS)
+    assert main(["check", "--format", "json", "unknown_layer.net"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"checked": 1, "errors": [{
+        "path": "unknown_layer.net", "line": 2, "column": 12,
+        "message": "unknown layer 'Conv2D'; did you mean 'Conv2d'?"}]}
+
+
+def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "no/such/file.net"]) == 2
+    assert capsys.readouterr().err == "netdsl: error: no/such/file.net: no such file\n"
+
+
+def test_bad_flag_is_a_usage_error() -> None:
+    result = run("check", "--frobnicate", str(EXAMPLES / "lenet.net"))
+    assert result.returncode == 2
+    assert "unrecognized arguments: --frobnicate" in result.stderr
+
+
+def test_python_dash_m_and_console_script_agree() -> None:
+    result = run("check", str(EXAMPLES / "alexnet.net"))
+    assert (result.returncode, result.stderr) == (0, "netdsl: 1 valid\n")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\xff\xfe m\x00o\x00", "not UTF-8 text (byte 0)"),
+    (b"model M {\x00}", "spec contains a NUL character"),
+])
+def test_odd_files_are_reported_not_raised(tmp_path: Path, content: bytes, message: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "odd.net"
+    path.write_bytes(content)
+    assert main(["check", str(path)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_empty_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.net").write_text("")
+    assert main(["check", str(tmp_path / "empty.net")]) == 0
+
+
+def test_directory_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path}: is a directory, not a spec file")
+
+
+def test_control_characters_are_escaped(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ctl.net"
+    path.write_text("model M { x = Bad\x1b[31m() }", encoding="utf-8")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b" in err

@@ -1,0 +1,108 @@
+"""Every example under examples/ loads, runs a forward pass and passes ``netdsl check``.
+
+The examples are found with a recursive glob, so a new example is picked up automatically; it
+then needs an entry in INPUTS (the input its forward takes), or its test fails saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import netdsl
+from netdsl.api import check
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FILES = sorted(EXAMPLES.rglob("*.net"))
+
+
+@dataclass(frozen=True)
+class Input:
+    """What a model's forward takes: a random tensor of ``shape``, then extra arguments."""
+
+    shape: tuple[int, ...]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# (example path relative to examples/, model name) -> input for its forward.
+INPUTS: dict[tuple[str, str], Input] = {
+    ("alexnet.net", "AlexNet"): Input((1, 3, 224, 224)),
+    ("init/kaiming_relu.net", "MLP"): Input((16, 256)),
+    ("init/normal.net", "MLP"): Input((16, 256)),
+    ("init/scaled_normal.net", "MLP"): Input((16, 256)),
+    ("init/xavier_tanh.net", "MLP"): Input((16, 256)),
+    ("lenet.net", "LeNet"): Input((2, 3, 32, 32)),
+    ("module_dict.net", "ModuleDict"): Input((4, 10, 32, 32), ("conv",), {"act": "prelu"}),
+    ("module_list.net", "ModuleList"): Input((10, 10)),
+    ("residual.net", "ResidualNet"): Input((2, 3, 32, 32)),
+    ("resnet18.net", "ResNet18"): Input((1, 3, 64, 64)),
+}
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(EXAMPLES).as_posix()
+
+
+def declared_models(path: Path) -> list[str]:
+    """The names of the ``model`` declarations in a file (blocks are not loadable alone)."""
+    return [m.name.name for m in netdsl.parse_file(path).models if m.kind == "model"]
+
+
+def input_features(model: nn.Module) -> int | None:
+    """The channels or features the model's first layer expects, if it has one."""
+    for module in model.modules():
+        for attr in ("in_channels", "in_features"):
+            if hasattr(module, attr):
+                return int(getattr(module, attr))
+    return None
+
+
+def input_for(path: Path, name: str) -> Input:
+    key = (relative(path), name)
+    if key not in INPUTS:
+        pytest.fail(f"{key[0]}: no input for model {name!r}; add an entry for {key!r} to INPUTS "
+                    f"in {Path(__file__).name}")
+    return INPUTS[key]
+
+
+def run_forward(path: Path, name: str) -> None:
+    model = netdsl.load(path, model=name).eval()
+    spec = input_for(path, name)
+    expected = input_features(model)
+    assert expected is None or spec.shape[1] == expected, (
+        f"{relative(path)}: {name}'s first layer takes {expected} channels/features, but INPUTS "
+        f"gives shape {spec.shape}")
+    x = torch.randn(spec.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x, *spec.args, **spec.kwargs)
+    assert isinstance(out, torch.Tensor)
+    assert out.shape[0] == spec.shape[0]
+
+
+def test_examples_are_found() -> None:
+    assert len(FILES) >= 10
+    assert EXAMPLES / "lenet.net" in FILES
+    assert EXAMPLES / "init" / "normal.net" in FILES
+
+
+def test_inputs_name_existing_models() -> None:
+    """No stale INPUTS entries: each names a model declared in an existing example."""
+    declared = {(relative(p), name) for p in FILES for name in declared_models(p)}
+    assert set(INPUTS) <= declared, set(INPUTS) - declared
+
+
+@pytest.mark.parametrize("path", FILES, ids=relative)
+def test_example_loads_and_runs(path: Path) -> None:
+    for name in declared_models(path):
+        run_forward(path, name)
+
+
+@pytest.mark.parametrize("path", FILES, ids=relative)
+def test_example_passes_check(path: Path) -> None:
+    assert check(path) == []
