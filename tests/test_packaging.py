@@ -1,0 +1,41 @@
+"""The wheel carries the grammar (read from the package when installed) and py.typed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_wheel(directory: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+         "--quiet", "--wheel-dir", str(directory)],
+        check=True, capture_output=True)
+    (wheel,) = directory.glob("netdsl-*.whl")
+    return wheel
+
+
+def test_wheel_contains_grammar_and_py_typed(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "netdsl/grammar/netdsl.lark" in names
+    assert "netdsl/py.typed" in names
+    shipped = zipfile.ZipFile(wheel).read("netdsl/grammar/netdsl.lark").decode()
+    assert shipped == (ROOT / "grammar" / "netdsl.lark").read_text(encoding="utf-8")
+
+
+def test_installed_wheel_reads_its_own_grammar(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = ("import netdsl; "
+             "print(netdsl.__file__); print(len(netdsl.parse('model M { a = ReLU() }').models))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, env={"PYTHONPATH": str(site), "PATH": ""})
+    module_file, count = result.stdout.split()
+    assert Path(module_file).is_relative_to(site)
+    assert count == "1"
