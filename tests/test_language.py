@@ -264,3 +264,39 @@ def test_xavier_builtin_equals_the_seeds_hand_computed_bound() -> None:
               "Linear.weight: uniform(-a, a) } }"
     a, b = seeded(lambda: netdsl.loads(builtin)), seeded(lambda: netdsl.loads(by_hand))
     assert torch.allclose(a.l.weight, b.l.weight, atol=1e-7)
+
+
+def test_pipelines_that_reuse_their_source_keep_its_value() -> None:
+    # `return x -> a -> add(x)` must add the original x, even though the generated code writes
+    # one assignment per stage.
+    spec = """
+    model M {
+        a = Linear(3, 3)
+        forward(x) {
+            y = x -> a -> add(x)
+            x = x -> a -> mul(x)
+            return x -> a -> add(x) -> mul(y)
+        }
+    }"""
+    model = seeded(lambda: netdsl.loads(spec))
+    x = torch.randn(2, 3)
+    y = model.a(x) + x
+    x2 = model.a(x) * x
+    assert torch.equal(model(x), (model.a(x2) + x2) * y)
+
+
+def test_generated_forward_reads_like_hand_written_code() -> None:
+    import inspect
+
+    model = netdsl.loads("""
+    model M {
+        features = Conv2d(1, 2, 3)
+        classifier = Linear(8, 2)
+        forward(x) = x -> features -> flatten(1) -> classifier
+    }""")
+    assert inspect.getsource(type(model).forward) == (
+        "def forward(self, x):\n"
+        "    x = self.features(x)\n"
+        "    x = _torch.flatten(x, 1)\n"
+        "    x = self.classifier(x)\n"
+        "    return x\n")

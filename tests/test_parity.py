@@ -292,18 +292,23 @@ def test_module_dict_keyword_call() -> None:
     assert torch.equal(out, ours(x, "conv", "relu").detach())
 
 
-@pytest.mark.parametrize(("choice", "act", "message"), [
+FORWARD_LINE = "    forward(x, choice, act) = x -> choices[choice] -> activations[act]"
+
+
+@pytest.mark.parametrize(("choice", "act", "message", "caret"), [
     ("conv", "tanh", "13:67: unknown key 'tanh' for dict 'activations'; "
-                     "valid keys: 'relu', 'prelu'"),
-    ("lin", "relu", "13:44: unknown key 'lin' for dict 'choices'; valid keys: 'conv', 'pool'"),
+                     "valid keys: 'relu', 'prelu'", " " * 66 + "^^^"),
+    ("lin", "relu", "13:44: unknown key 'lin' for dict 'choices'; valid keys: 'conv', 'pool'",
+     " " * 43 + "^^^^^^"),
 ])
-def test_module_dict_unknown_key(choice: str, act: str, message: str) -> None:
+def test_module_dict_unknown_key(choice: str, act: str, message: str, caret: str) -> None:
     ours = module_dict()
     with pytest.raises(netdsl.UnknownKeyError) as info:
         ours(seeded_input(4, 10, 32, 32), choice, act)
     assert isinstance(info.value, KeyError)
     assert isinstance(info.value, netdsl.NetDSLError)
-    assert str(info.value) == f"{example('module_dict.net')}:{message}"
+    assert str(info.value) == (f"{example('module_dict.net')}:{message}\n"
+                               f"    {FORWARD_LINE}\n    {caret}")
     # The hand-written module fails with a KeyError too: `except KeyError` catches both.
     with pytest.raises(KeyError):
         ModuleDict()(seeded_input(4, 10, 32, 32), choice, act)

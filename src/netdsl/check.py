@@ -70,7 +70,13 @@ class Checker:
     def bind_params(self, decl: n.ModelDecl, args: list[Arg], kwargs: list[Arg],
                     call_span: Span) -> dict[str, Any]:
         """Parameter values for a model or block: given values, then defaults, type-checked."""
+        seen: set[str] = set()
         for p in decl.params:
+            if keyword.iskeyword(p.name.name) or p.name.name in seen:
+                fail(f"'{p.name.name}' cannot name a parameter"
+                     f"{' twice' if p.name.name in seen else ' (a Python keyword)'}",
+                     p.name.span)
+            seen.add(p.name.name)
             if p.type.name not in PARAM_TYPES:
                 fail(f"unknown parameter type '{p.type.name}'; use one of "
                      f"{', '.join(PARAM_TYPES)}{did_you_mean(p.type.name, PARAM_TYPES)}",
@@ -107,7 +113,7 @@ class Checker:
         forwards = decl.forwards
         for extra in forwards[1:]:
             self.errors.append(NetDSLError("forward is defined twice", extra.span))
-        compiler = ForwardCompiler(decl.name.name, children, env, broken=broken,
+        compiler = ForwardCompiler(decl.name.name, children, env, unit.text, broken=broken,
                                    cache=self.forwards)
         forward = compiler.compile(forwards[0] if forwards else None, decl.name.span)
         self.errors += compiler.errors
@@ -247,12 +253,12 @@ class Checker:
                         if rule.target in unit.scope else
                         did_you_mean(rule.target, self.registry.names()))
                 fail(f"unknown layer type '{rule.target}'{hint}", rule.target_span)
-        needed = _names_in(rule)
+        needed = n.names_in(rule)
         used_lets = []
         for let in reversed(lets):  # only the lets this rule needs, directly or through others
             if let.name.name in needed:
                 used_lets.insert(0, let)
-                needed |= _names_in(let.value)
+                needed |= n.names_in(let.value)
         plan = RulePlan(rule, func, target_cls, env, used_lets, bool(needed & FAN_NAMES))
         if not plan.uses_fan:  # otherwise arguments depend on each parameter: checked when applied
             rule_arguments(plan, {})
@@ -284,21 +290,6 @@ def _check_key(ident: n.Ident, taken: list[str], container: type, what: str) -> 
     if hasattr(container, key):
         fail(f"{what} key '{key}' clashes with the nn.{container.__name__} attribute of that "
              f"name", ident.span)
-
-
-def _names_in(node: Any) -> set[str]:
-    """Every ``Name`` used anywhere under a node."""
-    found: set[str] = set()
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, n.Name):
-            found.add(item.id)
-        elif isinstance(item, n.Node):
-            stack += [getattr(item, f) for f in type(item).model_fields]
-        elif isinstance(item, list):
-            stack += item
-    return found
 
 
 __all__ = ["FUNCTIONS", "Checker", "init_functions", "rule_arguments"]

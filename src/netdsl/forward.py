@@ -48,6 +48,7 @@ class ForwardCompiler:
     model: str
     children: dict[str, Plan]
     consts: dict[str, Any]
+    source: str = ""  # the text of the spec file, for the source line of run-time errors
     errors: list[NetDSLError] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=lambda: dict(NAMESPACE))
     scope: dict[str, Compiled] = field(default_factory=dict)
@@ -130,18 +131,58 @@ class ForwardCompiler:
 
     def _stmt(self, stmt: n.Stmt, top: bool) -> list[str]:
         if isinstance(stmt, n.Assign):
-            value = self._expr(stmt.value)
+            if isinstance(stmt.value, n.Pipeline) and not _stages_use(stmt.value,
+                                                                       stmt.target.name):
+                lines, value = self._pipeline(stmt.value, stmt.target.name)
+            else:
+                value = self._expr(stmt.value)
+                lines = [f"{stmt.target.name} = {value.code}"]
             if self._check_new_name(stmt.target, "variable"):
                 self.scope[stmt.target.name] = Compiled(stmt.target.name, value.kind, value.plan)
-            return [f"{stmt.target.name} = {value.code}"]
+            return lines
         if isinstance(stmt, n.For):
             return self._for(stmt)
         if not top:
             fail("'return' inside a for loop is not supported; return after the loop",
                  stmt.span)
+        if isinstance(stmt.value, n.Pipeline):
+            source = stmt.value
+            while isinstance(source, n.Pipeline):
+                source = source.source
+            # `return x -> a -> b` becomes `x = self.a(x)`, `x = self.b(x)`, `return x`,
+            # reusing the source's name when it is a forward value, as one would by hand.
+            target = source.id if isinstance(source, n.Name) and \
+                self.scope.get(source.id, Compiled("", "")).kind == VALUE and \
+                not _stages_use(stmt.value, source.id) else "_out"
+            lines, value = self._pipeline(stmt.value, target)
+            return [*lines, f"return {target}"]
         value = self._expr(stmt.value)
         self._require_value(value, stmt.value.span)
         return [f"return {value.code}"]
+
+    def _pipeline(self, pipeline: n.Pipeline, target: str) -> tuple[list[str], Compiled]:
+        """A pipeline as one assignment per stage, as hand-written code reads."""
+        stages: list[n.Pipeline] = []
+        node: n.Expr = pipeline
+        while isinstance(node, n.Pipeline):
+            stages.insert(0, node)
+            node = node.source
+        value = self._expr(_desugar(stages[0]))
+        lines = [f"{target} = {value.code}"]
+        saved = self.scope.get(target)
+        self.scope[target] = Compiled(target, VALUE)
+        try:
+            for stage in stages[1:]:
+                source = n.Name(span=stage.source.span, id=target)
+                value = self._expr(_desugar(n.Pipeline(span=stage.span, source=source,
+                                                        stage=stage.stage)))
+                lines.append(f"{target} = {value.code}")
+        finally:
+            if saved is None:
+                del self.scope[target]
+            else:
+                self.scope[target] = saved
+        return lines, value
 
     def _for(self, stmt: n.For) -> list[str]:
         iterable = self._expr(stmt.iter)
@@ -315,7 +356,10 @@ class ForwardCompiler:
             fail(f"{_kind_name(target)} is indexed by a forward argument or a string",
                  expr.index.span)
         raise_name = self._key_error(target, valid, expr.index.span)
-        code = f"({target.code}[{key.code}] if {key.code} in {target.code} else " \
+        # Look the dict up once (nn.Module attribute access is not free); the membership test
+        # turns a KeyError into a located error naming the valid keys.
+        held = raise_name.replace("_no_key", "_dict")
+        code = f"({held}[{key.code}] if {key.code} in ({held} := {target.code}) else " \
                f"{raise_name}({key.code}))"
         return Compiled(code, MODULE)
 
@@ -323,15 +367,29 @@ class ForwardCompiler:
         """A helper the generated code calls to raise a located error for an unknown key."""
         what = _kind_name(target)
 
-        def unknown_key(key: object) -> None:
-            raise UnknownKeyError(f"unknown key {key!r} for {what}; valid keys: {valid}", span)
+        lines = self.source.splitlines()
+        line = lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
-        name = f"_unknown_key_{len(self.namespace)}"
+        def unknown_key(key: object) -> None:
+            raise UnknownKeyError(f"unknown key {key!r} for {what}; valid keys: {valid}", span,
+                                  line)
+
+        name = f"_no_key{len(self.namespace)}"
         self.namespace[name] = unknown_key
         return name
 
     def _error(self, message: str, span: Span) -> None:
         self.errors.append(NetDSLError(message, span))
+
+
+def _stages_use(pipeline: n.Pipeline, name: str) -> bool:
+    """Whether a stage (not the source) mentions ``name``: then it cannot be reassigned."""
+    stages: list[n.Expr] = []
+    node: n.Expr = pipeline
+    while isinstance(node, n.Pipeline):
+        stages.append(node.stage)
+        node = node.source
+    return name in n.names_in(stages)
 
 
 def _desugar(expr: n.Pipeline) -> n.Call:

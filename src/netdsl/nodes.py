@@ -290,6 +290,21 @@ class Spec(BaseModel):
         return next((m for m in self.models if m.name.name == name), None)
 
 
+def names_in(node: object) -> set[str]:
+    """Every ``Name`` used anywhere under a node (or a list of nodes)."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Name):
+            found.add(item.id)
+        elif isinstance(item, Node):
+            stack += [getattr(item, f) for f in type(item).model_fields]
+        elif isinstance(item, list):
+            stack += item
+    return found
+
+
 for _model in (TupleExpr, ListExpr, BinOp, UnaryOp, Keyword, Call, Index, Attr, Pipeline, Layer,
                Named, Repeat, Sequential, ListBlock, DictItem, DictBlock, Assign, For, Return,
                Forward, InitRule, Init, Child, Let, Param, ModelDecl, Import, Spec):
