@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from .errors import Span, did_you_mean, fail
@@ -120,9 +121,19 @@ def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
     if annotation is inspect.Parameter.empty or annotation is Any or isinstance(annotation, str):
         return None
     try:
-        return _cached_adapter(annotation)
+        return _cached_adapter(_spec_type(annotation))
     except TypeError:  # unhashable annotation
         return None
+
+
+def _spec_type(annotation: Any) -> Any:
+    """The annotation as spec values meet it: a ``torch.Size`` is written as a tuple of ints."""
+    if annotation is torch.Size:
+        return tuple[int, ...]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_spec_type(a) for a in args)]  # noqa: UP007
+    return annotation
 
 
 def type_name(annotation: Any) -> str:
@@ -134,6 +145,8 @@ def type_name(annotation: Any) -> str:
         return " | ".join(repr(a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return "none"
+    if annotation is torch.Size:
+        return "tuple[int, ...]"
     if origin is not None:
         inner = ", ".join(type_name(a) for a in typing.get_args(annotation))
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
