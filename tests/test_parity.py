@@ -296,9 +296,9 @@ FORWARD_LINE = "    forward(x, choice, act) = x -> choices[choice] -> activation
 
 
 @pytest.mark.parametrize(("choice", "act", "message", "caret"), [
-    ("conv", "tanh", "13:67: unknown key 'tanh' for dict 'activations'; "
+    ("conv", "tanh", "{line}:67: unknown key 'tanh' for dict 'activations'; "
                      "valid keys: 'relu', 'prelu'", " " * 66 + "^^^"),
-    ("lin", "relu", "13:44: unknown key 'lin' for dict 'choices'; valid keys: 'conv', 'pool'",
+    ("lin", "relu", "{line}:44: unknown key 'lin' for dict 'choices'; valid keys: 'conv', 'pool'",
      " " * 43 + "^^^^^^"),
 ])
 def test_module_dict_unknown_key(choice: str, act: str, message: str, caret: str) -> None:
@@ -307,7 +307,9 @@ def test_module_dict_unknown_key(choice: str, act: str, message: str, caret: str
         ours(seeded_input(4, 10, 32, 32), choice, act)
     assert isinstance(info.value, KeyError)
     assert isinstance(info.value, netdsl.NetDSLError)
-    assert str(info.value) == (f"{example('module_dict.net')}:{message}\n"
+    path = example("module_dict.net")
+    line = Path(path).read_text().splitlines().index(FORWARD_LINE) + 1
+    assert str(info.value) == (f"{path}:{message.format(line=line)}\n"
                                f"    {FORWARD_LINE}\n    {caret}")
     # The hand-written module fails with a KeyError too: `except KeyError` catches both.
     with pytest.raises(KeyError):

@@ -19,10 +19,12 @@ from . import nodes as n
 from .build import build
 from .check import Checker
 from .errors import NetDSLError, did_you_mean, fail
+from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
 from .plan import ModelPlan
 from .registry import Registry
+from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
 
 PathLike = str | os.PathLike[str]
@@ -69,8 +71,16 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              ) -> nn.Module:
     decl = choose_model(unit, model)
     plan = plan_model(unit, decl, Registry.with_modules(modules), params)
+    if needs_shapes(plan):
+        _raise_first(trace_shapes(plan).errors)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         return build(plan)
+
+
+def _raise_first(errors: list[NetDSLError]) -> None:
+    if errors:
+        errors[0].errors = list(errors)
+        raise errors[0]
 
 
 def choose_model(unit: Unit, name: str | None) -> n.ModelDecl:
@@ -99,10 +109,7 @@ def plan_model(unit: Unit, decl: n.ModelDecl, registry: Registry, params: Mappin
     with checker.collect():
         env = bind_overrides(checker, decl, params)
         plan = checker.model(decl, unit, env)
-    if checker.errors:
-        first = checker.errors[0]
-        first.errors = list(checker.errors)
-        raise first
+    _raise_first(checker.errors)
     assert plan is not None
     return plan
 
@@ -159,8 +166,11 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
 def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDSLError]:
     try:
         plan = plan_model(unit, decl, registry, {})
+        trace = trace_shapes(plan)
+        if trace.errors:
+            return trace.errors
         with torch.device("meta"):
-            build(plan)
+            model = build(plan)
     except NetDSLError as err:
         return err.errors
-    return []
+    return check_expectations(plan, trace, model)

@@ -22,14 +22,25 @@ from .errors import NetDSLError, Span, did_you_mean, fail
 from .evaluate import FUNCTIONS, evaluate, evaluate_args
 from .forward import ForwardCompiler
 from .imports import Unit
-from .plan import DictPlan, LayerPlan, ListPlan, ModelPlan, Plan, RulePlan, SequentialPlan
+from .infer import input_dim, omits_input_dim, without
+from .plan import (
+    DictPlan,
+    InputPlan,
+    LayerPlan,
+    ListPlan,
+    ModelPlan,
+    Plan,
+    RulePlan,
+    SequentialPlan,
+)
 from .registry import Registry, layer_signature
-from .signatures import Arg, Signature
+from .signatures import Arg, Signature, describe
 
 # Names a child cannot take: setattr would replace nn.Module's own attribute or method.
 _MODULE_ATTRIBUTES = frozenset(dir(nn.Module()))
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 FAN_NAMES = frozenset({"fan_in", "fan_out"})
+EXPECTATIONS = ("output", "params")
 
 
 def init_functions() -> dict[str, Callable[..., Any]]:
@@ -107,16 +118,39 @@ class Checker:
         for member in decl.body:
             with self.collect():
                 self._member(member, unit, env, children)
+        compiled = self._forward(decl, unit, env, children)
+        rules = self._rules(decl, unit, env, children)
+        inputs: list[InputPlan] = []
+        with self.collect():
+            inputs = self._inputs(decl, env)
+        if len(self.errors) > before or compiled is None:
+            return None
+        forward, checked, key_args = compiled
+        return ModelPlan(decl.name.name, list(children.items()), forward, rules, decl.span,
+                         inputs, decl.expects, env, checked, key_args)
+
+    def _forward(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any],
+                 children: dict[str, Plan]) -> tuple[Any, Any, dict[str, list[str]]] | None:
+        """The forward, compiled twice: as it runs, and located op by op for the shape pass."""
         broken = {m.name.name for m in decl.body
                   if isinstance(m, (n.Child, n.Let)) and m.name.name not in children
                   and m.name.name not in env}
         forwards = decl.forwards
         for extra in forwards[1:]:
             self.errors.append(NetDSLError("forward is defined twice", extra.span))
-        compiler = ForwardCompiler(decl.name.name, children, env, unit.text, broken=broken,
-                                   cache=self.forwards)
-        forward = compiler.compile(forwards[0] if forwards else None, decl.name.span)
-        self.errors += compiler.errors
+        forward_node = forwards[0] if forwards else None
+        compilers = [ForwardCompiler(decl.name.name, children, env, unit.text, broken=broken,
+                                     cache=self.forwards, instrument=instrument)
+                     for instrument in (False, True)]
+        forward = compilers[0].compile(forward_node, decl.name.span)
+        self.errors += compilers[0].errors
+        if forward is None:
+            return None
+        checked = compilers[1].compile(forward_node, decl.name.span)
+        return forward, checked, compilers[0].key_args
+
+    def _rules(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any],
+               children: dict[str, Plan]) -> list[RulePlan]:
         rules = []
         for init in decl.inits:
             lets: list[n.Let] = []
@@ -126,9 +160,41 @@ class Checker:
                         self._init_let(item, lets, env, children)
                     else:
                         rules.append(self._rule(item, unit, env, lets))
-        if len(self.errors) > before or forward is None:
-            return None
-        return ModelPlan(decl.name.name, list(children.items()), forward, rules, decl.span)
+        return rules
+
+    def _inputs(self, decl: n.ModelDecl, env: dict[str, Any]) -> list[InputPlan]:
+        """Input declarations, one per forward argument, in the forward's order."""
+        if decl.kind == "block" and decl.inputs:
+            fail("input declarations belong to models: a block's input comes from where it is "
+                 "used", decl.inputs[0].span)
+        for expect in decl.expects:
+            if expect.what.name not in EXPECTATIONS:
+                fail(f"unknown expectation '{expect.what.name}'; use one of "
+                     f"{', '.join(EXPECTATIONS)}{did_you_mean(expect.what.name, EXPECTATIONS)}",
+                     expect.what.span)
+        if not decl.inputs:
+            return []
+        declared = {i.name.name: i for i in decl.inputs}
+        args = [a.name for a in decl.forwards[0].args] if decl.forwards else ["x"]
+        for item in decl.inputs:
+            if item.name.name not in args:
+                fail(f"'{item.name.name}' is not an argument of forward "
+                     f"({', '.join(args)}){did_you_mean(item.name.name, args)}", item.name.span)
+        missing = [a for a in args if a not in declared]
+        if missing:
+            fail(f"forward argument '{missing[0]}' has no input declaration "
+                 f"(input {missing[0]}: [...] or input {missing[0]}: str)", decl.inputs[0].span)
+        return [self._input(declared[a], env) for a in args]
+
+    def _input(self, item: n.InputDecl, env: dict[str, Any]) -> InputPlan:
+        node = item.type
+        if isinstance(node, n.Name) and node.id in PARAM_TYPES and node.id not in env:
+            return InputPlan(item.name.name, None, node.id, item.span)
+        if not isinstance(node, n.ListExpr):
+            fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",
+                 node.span)
+        return InputPlan(item.name.name, [dimension(d, env) for d in node.items], "tensor",
+                         item.span)
 
     def _member(self, member: n.Member, unit: Unit, env: dict[str, Any],
                 children: dict[str, Plan]) -> None:
@@ -174,9 +240,16 @@ class Checker:
         if cls is None:
             suggestion = did_you_mean(name, [*self.registry.names(), *unit.scope])
             fail(f"unknown layer '{name}'{suggestion}", node.name.span)
-        layer_signature(cls, name).bind(args, kwargs, node.span)
+        signature = layer_signature(cls, name)
+        omitted = omits_input_dim(signature, args, kwargs)
+        infer = None
+        if omitted is None:
+            signature.bind(args, kwargs, node.span)
+        else:
+            without(signature, omitted.param).bind(args, kwargs, node.span)
+            infer = input_dim(signature)
         return LayerPlan(cls, name, [a.value for a in args],
-                         {k.name: k.value for k in kwargs if k.name}, node.span)
+                         {k.name: k.value for k in kwargs if k.name}, node.span, infer)
 
     def _items(self, items: list[Any], unit: Unit, env: dict[str, Any]) -> list[Plan]:
         plans: list[Plan] = []
@@ -275,6 +348,17 @@ def rule_arguments(plan: RulePlan, fans: dict[str, Any]) -> tuple[list[Any], dic
     signature = Signature.of(f"{rule.func.name}()", plan.func, skip=1)
     signature.bind(args, kwargs, rule.span)
     return [a.value for a in args], {k.name: k.value for k in kwargs if k.name}
+
+
+def dimension(node: n.Expr, env: dict[str, Any]) -> int | str:
+    """A shape dimension: a name that is not a parameter is symbolic; anything else an int."""
+    if isinstance(node, n.Name) and node.id not in env:
+        return node.id
+    value = evaluate(node, env)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
+             node.span)
+    return value
 
 
 def _range_signature(start: int, stop: int | None = None, step: int = 1) -> None:

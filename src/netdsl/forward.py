@@ -12,7 +12,9 @@ from __future__ import annotations
 import keyword
 import linecache
 import math
+import operator
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,12 @@ class ForwardCompiler:
     # Compiled functions by file name and source: instances of one block that generate the
     # same code share one function (and so one class).
     cache: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
+    # Instrumented: every call and operator goes through `_at(site, fn, *args)`, so that the
+    # shape pass can locate a failing op in the spec (see TRACER).
+    instrument: bool = False
+    sites: list[Site] = field(default_factory=list)
+    # Forward arguments used as dict keys, with the keys they may take.
+    key_args: dict[str, list[str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ entry points
     def compile(self, forward: n.Forward | None, model_span: Span) -> Callable[..., Any] | None:
@@ -73,7 +81,10 @@ class ForwardCompiler:
         return self._exec(source, model_span)
 
     def _exec(self, source: str, span: Span) -> Callable[..., Any]:
-        filename = f"<netdsl {span.path}:{self.model}>"
+        filename = f"<netdsl {span.path}:{self.model}{' (checked)' if self.instrument else ''}>"
+        if self.instrument:
+            self.namespace["_at"] = _located(self.sites)
+            self.namespace["_operator"] = operator
         if (filename, source) in self.cache:
             return self.cache[filename, source]
         # Register the text so tracebacks, inspect and torch.compile can show the generated code.
@@ -96,6 +107,9 @@ class ForwardCompiler:
                 self.errors.append(NetDSLError(
                     f"'{name}' is a dict, so {self.model} needs a forward that says which key "
                     f"to use", plan.span))
+            elif self.instrument:
+                call = self._located(f"self.{name}", ["x"], plan.span, name)
+                lines.append(f"x = {call.code}")
             else:
                 lines.append(f"x = self.{name}(x)")
         if not self.children and not self.broken:
@@ -218,8 +232,11 @@ class ForwardCompiler:
                 return Compiled(f"[{', '.join(items)}]", VALUE)
             return Compiled(f"({', '.join(items)}{',' if len(items) == 1 else ''})", VALUE)
         if isinstance(expr, n.BinOp):
-            return Compiled(f"({self._value(expr.left)} {expr.op} {self._value(expr.right)})",
-                            VALUE)
+            left, right = self._value(expr.left), self._value(expr.right)
+            if self.instrument:
+                return self._located(f"_operator.{_OPERATORS[expr.op]}", [left, right],
+                                     expr.span, expr.op)
+            return Compiled(f"({left} {expr.op} {right})", VALUE)
         if isinstance(expr, n.UnaryOp):
             operand = self._expr(expr.operand)
             self._require_value(operand, expr.operand.span)
@@ -278,12 +295,22 @@ class ForwardCompiler:
             hint = {"list": "; loop over it (for layer in ...) or index it",
                     "dict": "; index it with a key first"}.get(callee.kind, "")
             fail(f"{_kind_name(callee)} cannot be called{hint}", func.span)
+        if self.instrument:
+            return self._located(callee.code, self._argument_list(expr), expr.span,
+                                 _call_label(func))
         return Compiled(f"{callee.code}({self._arguments(expr)})", VALUE)
 
     def _arguments(self, expr: n.Call) -> str:
+        return ", ".join(self._argument_list(expr))
+
+    def _argument_list(self, expr: n.Call) -> list[str]:
         parts = [self._value(a) for a in expr.args]
-        parts += [f"{k.name.name}={self._value(k.value)}" for k in expr.kwargs]
-        return ", ".join(parts)
+        return parts + [f"{k.name.name}={self._value(k.value)}" for k in expr.kwargs]
+
+    def _located(self, func: str, parts: list[str], span: Span, label: str) -> Compiled:
+        """``_at(site, func, *parts)``: the call, reported at ``span`` if it fails."""
+        self.sites.append(Site(span, label))
+        return Compiled(f"_at({len(self.sites) - 1}, {', '.join([func, *parts])})", VALUE)
 
     def _op(self, op: Op, expr: n.Call) -> Compiled:
         args = [Arg(self._value(a), a.span) for a in expr.args]
@@ -294,7 +321,13 @@ class ForwardCompiler:
         if op.is_method:
             if not args:
                 fail(f"{op.signature.title} needs its input as the first argument", expr.span)
+            if self.instrument:
+                return self._located(f"_torch.Tensor{op.code}", parts, expr.span,
+                                     op.code.lstrip("."))
             return Compiled(f"{parts[0]}{op.code}({', '.join(parts[1:])})", VALUE)
+        if self.instrument:
+            name = expr.func.id if isinstance(expr.func, n.Name) else "op"
+            return self._located(op.code, parts, expr.span, name)
         return Compiled(f"{op.code}({', '.join(parts)})", VALUE)
 
     def _method(self, func: n.Attr, expr: n.Call) -> Compiled:
@@ -304,6 +337,9 @@ class ForwardCompiler:
             fail(f"{_kind_name(target)} has no method '{name}' in a forward", func.attr.span)
         if name not in METHODS:
             fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}", func.attr.span)
+        if self.instrument:
+            return self._located(f"_torch.Tensor.{name}",
+                                 [target.code, *self._argument_list(expr)], expr.span, name)
         return Compiled(f"{target.code}.{name}({self._arguments(expr)})", VALUE)
 
     def _attr(self, expr: n.Attr) -> Compiled:
@@ -325,7 +361,10 @@ class ForwardCompiler:
             assert isinstance(target.plan, (ListPlan, SequentialPlan))
             return self._list_index(target, target.plan, expr)
         if target.kind == VALUE:
-            return Compiled(f"{target.code}[{self._value(expr.index)}]", VALUE)
+            index = self._value(expr.index)
+            if self.instrument:
+                return self._located("_operator.getitem", [target.code, index], expr.span, "[]")
+            return Compiled(f"{target.code}[{index}]", VALUE)
         fail(f"{_kind_name(target)} cannot be indexed", expr.value.span)
 
     def _list_index(self, target: Compiled, plan: ListPlan | SequentialPlan,
@@ -355,6 +394,7 @@ class ForwardCompiler:
         if key.kind != VALUE or not isinstance(expr.index, n.Name):
             fail(f"{_kind_name(target)} is indexed by a forward argument or a string",
                  expr.index.span)
+        self.key_args.setdefault(expr.index.id, keys)
         raise_name = self._key_error(target, valid, expr.index.span)
         # Look the dict up once (nn.Module attribute access is not free); the membership test
         # turns a KeyError into a located error naming the valid keys.
@@ -380,6 +420,43 @@ class ForwardCompiler:
 
     def _error(self, message: str, span: Span) -> None:
         self.errors.append(NetDSLError(message, span))
+
+
+@dataclass(frozen=True)
+class Site:
+    """A call or operator in an instrumented forward: where it is, and what to call it."""
+
+    span: Span
+    label: str
+
+
+# The shape pass sets this while it traces a model; instrumented forwards call through it.
+TRACER: ContextVar[Callable[[Site, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+                   | None] = ContextVar("netdsl_tracer", default=None)
+
+_OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv", "%": "mod",
+              "**": "pow", "@": "matmul"}
+
+
+def _located(sites: list[Site]) -> Callable[..., Any]:
+    def at(site: int, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        tracer = TRACER.get()
+        if tracer is None:
+            return func(*args, **kwargs)
+        return tracer(sites[site], func, args, kwargs)
+
+    return at
+
+
+def _call_label(func: n.Expr) -> str:
+    """How a called module is named in shape messages: ``features``, ``choices[choice]``."""
+    if isinstance(func, n.Name):
+        return func.id
+    if isinstance(func, n.Index) and isinstance(func.value, n.Name):
+        key = func.index.id if isinstance(func.index, n.Name) else \
+            repr(getattr(func.index, "value", "..."))
+        return f"{func.value.id}[{key}]"
+    return "call"
 
 
 def _stages_use(pipeline: n.Pipeline, name: str) -> bool:

@@ -237,7 +237,23 @@ class Let(Node):
     value: Expr
 
 
-Member = Annotated[Child | Let | Forward | Init, Field(discriminator="kind")]
+class InputDecl(Node):
+    """``input x: [N, 3, 32, 32]`` (a tensor, names are symbolic dims) or ``input key: str``."""
+
+    kind: Literal["input"] = "input"
+    name: Ident
+    type: Expr
+
+
+class Expect(Node):
+    """``expect output: [N, classes]`` or ``expect params: 62006``, checked by ``netdsl check``."""
+
+    kind: Literal["expect"] = "expect"
+    what: Ident
+    value: Expr
+
+
+Member = Annotated[Child | Let | InputDecl | Expect | Forward | Init, Field(discriminator="kind")]
 
 
 class Param(Node):
@@ -266,6 +282,14 @@ class ModelDecl(Node):
     @property
     def inits(self) -> list[Init]:
         return [m for m in self.body if isinstance(m, Init)]
+
+    @property
+    def inputs(self) -> list[InputDecl]:
+        return [m for m in self.body if isinstance(m, InputDecl)]
+
+    @property
+    def expects(self) -> list[Expect]:
+        return [m for m in self.body if isinstance(m, Expect)]
 
 
 class Import(Node):
@@ -307,5 +331,6 @@ def names_in(node: object) -> set[str]:
 
 for _model in (TupleExpr, ListExpr, BinOp, UnaryOp, Keyword, Call, Index, Attr, Pipeline, Layer,
                Named, Repeat, Sequential, ListBlock, DictItem, DictBlock, Assign, For, Return,
-               Forward, InitRule, Init, Child, Let, Param, ModelDecl, Import, Spec):
+               Forward, InitRule, Init, Child, Let, InputDecl, Expect, Param, ModelDecl, Import,
+               Spec):
     _model.model_rebuild()

@@ -15,6 +15,7 @@ from torch import nn
 
 from . import nodes as n
 from .errors import Span
+from .infer import InputDim
 
 
 @dataclass
@@ -26,9 +27,32 @@ class LayerPlan:
     args: list[Any]
     kwargs: dict[str, Any]
     span: Span
+    # An input dimension the spec leaves out, filled in by the shape pass: (param, position).
+    infer: tuple[InputDim, int] | None = None
+    inferred: Any = None
 
-    def call_text(self) -> str:
+    @property
+    def complete(self) -> bool:
+        return self.infer is None or self.inferred is not None
+
+    def fill(self, value: Any) -> None:
+        """Fill in the omitted input dimension, where it stands in the constructor's order."""
+        assert self.infer is not None and self.inferred is None
+        self.inferred = value
+        param, position = self.infer
+        if position <= len(self.args):
+            self.args.insert(position, value)
+        else:
+            self.kwargs[param.param] = value
+
+    def call_text(self, mark: str = "") -> str:
+        """``Linear(400, 120)``; with ``mark``, the inferred argument is followed by it."""
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        if mark and self.inferred is not None and self.infer is not None:
+            param, position = self.infer
+            index = position if position < len(self.args) else \
+                len(self.args) + list(self.kwargs).index(param.param)
+            parts[index] += mark
         return f"{self.name}({', '.join(parts)})"
 
 
@@ -78,6 +102,23 @@ class ModelPlan:
     forward: Callable[..., Any]
     rules: list[RulePlan] = field(default_factory=list)
     span: Span | None = None
+    inputs: list[InputPlan] = field(default_factory=list)
+    expects: list[n.Expect] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+    # The forward once more, with every op call located (for the shape pass); see forward.py.
+    checked_forward: Callable[..., Any] | None = None
+    # Forward arguments that index a dict, with the keys they may take (shape pass runs each).
+    key_args: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class InputPlan:
+    """A declared forward argument: a tensor shape (ints and symbol names) or a type name."""
+
+    name: str
+    shape: list[int | str] | None  # None: not a tensor
+    type_name: str
+    span: Span
 
 
 Plan = LayerPlan | SequentialPlan | ListPlan | DictPlan | ModelPlan

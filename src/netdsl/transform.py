@@ -93,6 +93,12 @@ class ToNodes(Transformer[Token, Any]):
     def let_decl(self, meta: Meta, items: list[Any]) -> n.Let:
         return n.Let(span=self._span(meta), name=self._ident(items[0]), value=items[1])
 
+    def input_decl(self, meta: Meta, items: list[Any]) -> n.InputDecl:
+        return n.InputDecl(span=self._span(meta), name=self._ident(items[0]), type=items[1])
+
+    def expect_decl(self, meta: Meta, items: list[Any]) -> n.Expect:
+        return n.Expect(span=self._span(meta), what=self._ident(items[0]), value=items[1])
+
     # ------------------------------------------------------------ modules
     def layer(self, meta: Meta, items: list[Any]) -> n.Layer:
         return n.Layer(span=self._span(meta), name=self._ident(items[0]),

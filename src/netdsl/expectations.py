@@ -1,0 +1,60 @@
+"""Expectations: ``expect output: [...]`` and ``expect params: N``, checked after the shape pass.
+
+``netdsl check`` (and :func:`netdsl.check`) verify them on the model as declared, with its default
+parameters; a failed expectation is a located error that says what was found instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import nodes as n
+from .check import dimension
+from .errors import NetDSLError, fail
+from .evaluate import evaluate
+from .plan import ModelPlan
+from .shapes import Trace
+
+
+def check_expectations(plan: ModelPlan, trace: Trace, model: nn.Module) -> list[NetDSLError]:
+    errors = []
+    for expect in plan.expects:
+        try:
+            if expect.what.name == "params":
+                _params(expect, plan.env, model)
+            else:
+                _output(expect, plan, trace)
+        except NetDSLError as err:
+            errors.append(err)
+    return errors
+
+
+def _params(expect: n.Expect, env: dict[str, Any], model: nn.Module) -> None:
+    wanted = evaluate(expect.value, env)
+    found = sum(p.numel() for p in model.parameters())
+    if wanted != found:
+        fail(f"expected {wanted:,} parameters, but the model has {found:,} "
+             f"(difference {found - wanted:+,})", expect.span)
+
+
+def _output(expect: n.Expect, plan: ModelPlan, trace: Trace) -> None:
+    if not isinstance(expect.value, n.ListExpr):
+        fail("expect output takes a shape, such as [N, 10]", expect.value.span)
+    if not plan.inputs:
+        fail("expect output needs input declarations (input x: [N, ...])", expect.span)
+    wanted = [dimension(d, plan.env) for d in expect.value.items]
+    sizes = {name: size for size, name in trace.symbols.items()}
+    for output in trace.outputs:
+        if not isinstance(output, torch.Tensor):
+            fail(f"expected a tensor output {_text(wanted)}, but forward returns "
+                 f"{type(output).__name__}", expect.span)
+        if [sizes.get(d, d) if isinstance(d, str) else d for d in wanted] != list(output.shape):
+            fail(f"expected output {_text(wanted)}, but the forward returns "
+                 f"{trace.described(output)}", expect.span)
+
+
+def _text(dims: list[int | str]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
