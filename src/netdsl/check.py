@@ -8,6 +8,7 @@ can report them all; nothing here constructs a module or touches torch's RNG.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import keyword
 from collections.abc import Callable, Iterator
@@ -36,11 +37,23 @@ from .plan import (
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature, describe
 
-# Names a child cannot take: setattr would replace nn.Module's own attribute or method.
-_MODULE_ATTRIBUTES = frozenset(dir(nn.Module()))
+
+@functools.cache
+def _attributes(container: type[nn.Module]) -> frozenset[str]:
+    """Names a child or key cannot take: torch would clash with the module's own attributes."""
+    return frozenset(dir(container()))
+
+
+# The language's keywords: a name spelled like one could not be referred to everywhere.
+KEYWORDS = frozenset({
+    "model", "block", "from", "import", "let", "input", "expect", "sequential", "list", "dict",
+    "for", "in", "range", "forward", "return", "init", "true", "false", "none", "True", "False",
+    "None"})
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 FAN_NAMES = frozenset({"fan_in", "fan_out"})
 EXPECTATIONS = ("output", "params")
+_CONTAINERS = {"Sequential": "; write sequential { ... }", "ModuleList": "; write list [ ... ]",
+               "ModuleDict": "; write dict { key: ... }"}
 
 
 def init_functions() -> dict[str, Callable[..., Any]]:
@@ -83,10 +96,10 @@ class Checker:
         """Parameter values for a model or block: given values, then defaults, type-checked."""
         seen: set[str] = set()
         for p in decl.params:
-            if keyword.iskeyword(p.name.name) or p.name.name in seen:
-                fail(f"'{p.name.name}' cannot name a parameter"
-                     f"{' twice' if p.name.name in seen else ' (a Python keyword)'}",
-                     p.name.span)
+            if p.name.name in seen:
+                fail(f"'{p.name.name}' cannot name a parameter twice", p.name.span)
+            if keyword.iskeyword(p.name.name) or p.name.name in KEYWORDS or p.name.name == "self":
+                fail(f"'{p.name.name}' is reserved and cannot name a parameter", p.name.span)
             seen.add(p.name.name)
             if p.type.name not in PARAM_TYPES:
                 fail(f"unknown parameter type '{p.type.name}'; use one of "
@@ -203,7 +216,7 @@ class Checker:
             env[member.name.name] = evaluate(member.value, env)
         elif isinstance(member, n.Child):
             self._new_name(member.name, env, children, "child")
-            if member.name.name in _MODULE_ATTRIBUTES:
+            if member.name.name in _attributes(nn.Module):
                 fail(f"child name '{member.name.name}' clashes with the nn.Module attribute "
                      f"of that name", member.name.span)
             plan = self.module(member.module, unit, env)
@@ -214,6 +227,8 @@ class Checker:
                   what: str) -> None:
         if keyword.iskeyword(ident.name) or ident.name == "self":
             fail(f"'{ident.name}' is reserved in Python and cannot name a {what}", ident.span)
+        if ident.name in KEYWORDS:
+            fail(f"'{ident.name}' is a netdsl keyword and cannot name a {what}", ident.span)
         if ident.name in children or ident.name in env:
             fail(f"'{ident.name}' is already defined", ident.span)
 
@@ -229,17 +244,19 @@ class Checker:
 
     def layer(self, node: n.Layer, unit: Unit, env: dict[str, Any]) -> Plan | None:
         name = node.name.name
-        args, kwargs = evaluate_args(node.args, node.kwargs, env)
         if name in unit.scope:
             decl, decl_unit = unit.scope[name]
             if name in self.stack:
-                fail(f"block '{name}' uses itself", node.name.span)
+                fail(f"'{name}' uses itself", node.name.span)
+            args, kwargs = evaluate_args(node.args, node.kwargs, env)
             block_env = self.bind_params(decl, args, kwargs, node.span)
             return self.model(decl, decl_unit, block_env)
         cls = self.registry.lookup(name)
         if cls is None:
-            suggestion = did_you_mean(name, [*self.registry.names(), *unit.scope])
+            suggestion = _CONTAINERS.get(name) or did_you_mean(
+                name, [*self.registry.names(), *unit.scope])
             fail(f"unknown layer '{name}'{suggestion}", node.name.span)
+        args, kwargs = evaluate_args(node.args, node.kwargs, env)
         signature = layer_signature(cls, name)
         omitted = omits_input_dim(signature, args, kwargs)
         infer = None
@@ -371,7 +388,7 @@ def _check_key(ident: n.Ident, taken: list[str], container: type, what: str) -> 
         fail(f"{what} key {key!r} must be non-empty and contain no '.'", ident.span)
     if key in taken:
         fail(f"duplicate {what} key '{key}'", ident.span)
-    if hasattr(container, key):
+    if key in _attributes(container):
         fail(f"{what} key '{key}' clashes with the nn.{container.__name__} attribute of that "
              f"name", ident.span)
 

@@ -42,16 +42,24 @@ FUNCTIONS: Mapping[str, Callable[..., Value]] = {
     "gain": _gain,
 }
 
+def _number(x: float, /) -> None:
+    """The signature of the one-number functions (an int is accepted where a float is)."""
+
+
+def _round(x: float, ndigits: int | None = None, /) -> None:
+    """The signature of round()."""
+
+
+def _numbers(*values: float) -> None:
+    """The signature of min() and max()."""
+
+
 _SIGNATURES = {
-    "sqrt": Signature.of("sqrt()", lambda x: None),
-    "exp": Signature.of("exp()", lambda x: None),
-    "log": Signature.of("log()", lambda x: None),
-    "abs": Signature.of("abs()", lambda x: None),
-    "int": Signature.of("int()", lambda x: None),
-    "float": Signature.of("float()", lambda x: None),
-    "round": Signature.of("round()", lambda x, ndigits=None: None),
-    "min": Signature.of("min()", lambda *values: None),
-    "max": Signature.of("max()", lambda *values: None),
+    **{name: Signature.of(f"{name}()", _number)
+       for name in ("sqrt", "exp", "log", "abs", "int", "float")},
+    "round": Signature.of("round()", _round),
+    "min": Signature.of("min()", _numbers),
+    "max": Signature.of("max()", _numbers),
     "gain": Signature.of("gain()", _gain),
 }
 
@@ -157,9 +165,12 @@ def _call(expr: n.Call, env: Mapping[str, Value]) -> Value:
     args, kwargs = evaluate_args(expr.args, expr.kwargs, env)
     _SIGNATURES[name].bind(args, kwargs, expr.span)
     try:
-        return func(*(a.value for a in args), **{k.name: k.value for k in kwargs if k.name})
+        result = func(*(a.value for a in args), **{k.name: k.value for k in kwargs if k.name})
     except (TypeError, ValueError, OverflowError) as err:
         fail(f"{name}(): {err}", expr.span)
+    if isinstance(result, float) and not math.isfinite(result):
+        fail(f"{name}() does not give a finite number here", expr.span)
+    return result
 
 
 _HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value]], Value]] = {

@@ -181,15 +181,15 @@ class ForwardCompiler:
         while isinstance(node, n.Pipeline):
             stages.insert(0, node)
             node = node.source
-        value = self._expr(_desugar(stages[0]))
+        value = self._expr(self._desugar(stages[0]))
         lines = [f"{target} = {value.code}"]
         saved = self.scope.get(target)
         self.scope[target] = Compiled(target, VALUE)
         try:
             for stage in stages[1:]:
                 source = n.Name(span=stage.source.span, id=target)
-                value = self._expr(_desugar(n.Pipeline(span=stage.span, source=source,
-                                                        stage=stage.stage)))
+                value = self._expr(self._desugar(n.Pipeline(span=stage.span, source=source,
+                                                             stage=stage.stage)))
                 lines.append(f"{target} = {value.code}")
         finally:
             if saved is None:
@@ -245,7 +245,7 @@ class ForwardCompiler:
                                       expr.span)
             return Compiled(f"({expr.op}{operand.code})", VALUE)
         if isinstance(expr, n.Pipeline):
-            return self._expr(_desugar(expr))
+            return self._expr(self._desugar(expr))
         if isinstance(expr, n.Call):
             return self._call(expr)
         if isinstance(expr, n.Index):
@@ -285,8 +285,8 @@ class ForwardCompiler:
 
     def _call(self, expr: n.Call) -> Compiled:
         func = expr.func
-        if isinstance(func, n.Name) and func.id in OPS and func.id not in self.scope \
-                and func.id not in self.children:
+        if self._is_op(func):
+            assert isinstance(func, n.Name)
             return self._op(OPS[func.id], expr)
         if isinstance(func, n.Attr):
             return self._method(func, expr)
@@ -305,6 +305,14 @@ class ForwardCompiler:
 
     def _argument_list(self, expr: n.Call) -> list[str]:
         parts = [self._value(a) for a in expr.args]
+        seen: set[str] = set()
+        for k in expr.kwargs:
+            if k.name.name in seen:
+                fail(f"keyword argument '{k.name.name}' repeated", k.name.span)
+            if keyword.iskeyword(k.name.name):
+                fail(f"'{k.name.name}' is reserved in Python and cannot name a keyword argument",
+                     k.name.span)
+            seen.add(k.name.name)
         return parts + [f"{k.name.name}={self._value(k.value)}" for k in expr.kwargs]
 
     def _located(self, func: str, parts: list[str], span: Span, label: str) -> Compiled:
@@ -418,6 +426,23 @@ class ForwardCompiler:
         self.namespace[name] = unknown_key
         return name
 
+    def _is_op(self, func: n.Expr) -> bool:
+        """A call of the op table, unless a child or variable of that name hides it."""
+        return isinstance(func, n.Name) and func.id in OPS and func.id not in self.scope \
+            and func.id not in self.children
+
+    def _desugar(self, expr: n.Pipeline) -> n.Call:
+        """``x -> stage`` is ``stage(x)``; ``x -> op(a)`` is ``op(x, a)``."""
+        stage = expr.stage
+        if isinstance(stage, n.Call) and self._is_op(stage.func):
+            return n.Call(span=expr.span, func=stage.func, args=[expr.source, *stage.args],
+                          kwargs=stage.kwargs)
+        if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) \
+                and stage.func.id in self.children:
+            fail(f"'{stage.func.id}' is a child here, so this stage would call it and then call "
+                 f"its result; write '-> {stage.func.id}'", stage.span)
+        return n.Call(span=expr.span, func=stage, args=[expr.source])
+
     def _error(self, message: str, span: Span) -> None:
         self.errors.append(NetDSLError(message, span))
 
@@ -467,15 +492,6 @@ def _stages_use(pipeline: n.Pipeline, name: str) -> bool:
         stages.append(node.stage)
         node = node.source
     return name in n.names_in(stages)
-
-
-def _desugar(expr: n.Pipeline) -> n.Call:
-    """``x -> stage`` is ``stage(x)``; ``x -> op(a)`` is ``op(x, a)``."""
-    stage = expr.stage
-    if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) and stage.func.id in OPS:
-        return n.Call(span=expr.span, func=stage.func, args=[expr.source, *stage.args],
-                      kwargs=stage.kwargs)
-    return n.Call(span=expr.span, func=stage, args=[expr.source])
 
 
 def _kind_name(compiled: Compiled) -> str:

@@ -63,4 +63,5 @@ def omits_input_dim(signature: Signature, args: list[Arg], kwargs: list[Arg]) ->
 
 def without(signature: Signature, param: str) -> Signature:
     """The signature with one parameter removed: the call as written binds to the rest."""
-    return Signature(signature.title, tuple(p for p in signature.params if p.name != param))
+    return Signature(signature.title, tuple(p for p in signature.params if p.name != param),
+                     signature.reserved)

@@ -23,7 +23,7 @@ _NOT_LAYERS = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterLis
                "ParameterDict", "Container"}
 
 # Arguments netdsl supplies itself: the device comes from load(device=...).
-_SUPPLIED = {"device"}
+SUPPLIED = frozenset({"device"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +41,7 @@ def torch_layers() -> Mapping[str, type[nn.Module]]:
 @functools.cache
 def layer_signature(cls: type[nn.Module], name: str) -> Signature:
     sig = Signature.of(f"{name}()", cls.__init__, skip=1)
-    return Signature(sig.title, tuple(p for p in sig.params if p.name not in _SUPPLIED))
+    return Signature(sig.title, sig.params, reserved=SUPPLIED)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class Signature:
 
     title: str  # how messages name the callable, e.g. "Conv2d()"
     params: tuple[inspect.Parameter, ...]
+    # Parameters a spec may not set (netdsl sets them): binding one, even by position, fails.
+    reserved: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, title: str, func: Callable[..., Any], skip: int = 0) -> Signature:
@@ -69,6 +71,7 @@ class Signature:
         star = next((p for p in self.params if p.kind == p.VAR_POSITIONAL), None)
         for i, arg in enumerate(args):
             if i < len(positional):
+                self._check_reserved(positional[i].name, arg.span)
                 self.check_type(positional[i], arg)
                 bound[positional[i].name] = arg.value
             elif star is not None:
@@ -86,6 +89,7 @@ class Signature:
             where = arg.name_span or arg.span
             if arg.name in bound:
                 fail(f"{self.title} got multiple values for argument '{arg.name}'", where)
+            self._check_reserved(arg.name, where)
             param = by_name.get(arg.name)
             if param is None and star is None:
                 fail(f"{self.title} got an unexpected keyword argument '{arg.name}'"
@@ -93,6 +97,11 @@ class Signature:
             if param is not None:
                 self.check_type(param, arg)
             bound[arg.name] = arg.value
+
+    def _check_reserved(self, name: str, span: Span) -> None:
+        if name in self.reserved:
+            fail(f"{self.title} argument '{name}' is set by netdsl.load(..., {name}=...), "
+                 f"not in the spec", span)
 
     def check_type(self, param: inspect.Parameter, arg: Arg) -> None:
         adapter = _adapter(param.annotation)
