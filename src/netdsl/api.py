@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,11 @@ from .errors import NetDSLError, did_you_mean, fail
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
-from .plan import ModelPlan
+from .plan import InputPlan, ModelPlan
 from .registry import Registry
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
+from .summary import Summary, summarize
 
 PathLike = str | os.PathLike[str]
 
@@ -174,3 +176,37 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDS
     except NetDSLError as err:
         return err.errors
     return check_expectations(plan, trace, model)
+
+
+def summary(path: PathLike, *, model: str | None = None,
+            inputs: Sequence[Sequence[int | str]] | None = None,
+            modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> Summary:
+    """A table of the model's layers, output shapes and parameter counts, built on meta.
+
+    ``inputs`` gives the shapes of the forward's tensor arguments (ints or symbol names), in
+    place of the spec's ``input`` declarations.
+    """
+    loader = Loader(Path(path).parent)
+    with _sources(loader.sources):
+        unit = loader.load_file(Path(path))
+        decl = choose_model(unit, model)
+        plan = plan_model(unit, decl, Registry.with_modules(modules), params)
+        declared = plan.inputs if inputs is None else _given_inputs(plan, inputs, decl)
+        trace = trace_shapes(plan, declared)
+        _raise_first(trace.errors)
+        with torch.device("meta"):
+            built = build(plan)
+        return summarize(plan, trace, built, declared)
+
+
+def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
+                  decl: n.ModelDecl) -> list[InputPlan]:
+    declared = plan.inputs or [InputPlan(a, [], "tensor", decl.span) for a in plan.arg_names]
+    tensors = [i for i in declared if i.shape is not None]
+    if len(shapes) != len(tensors):
+        names = ", ".join(i.name for i in tensors)
+        raise NetDSLError(f"{plan.name} takes {len(tensors)} tensor input(s) ({names}), "
+                          f"{len(shapes)} shape(s) given")
+    given = iter(shapes)
+    return [replace(i, shape=list(next(given))) if i.shape is not None else i for i in declared]
+

@@ -139,8 +139,9 @@ class Checker:
         if len(self.errors) > before or compiled is None:
             return None
         forward, checked, key_args = compiled
+        arg_names = [a.name for a in decl.forwards[0].args] if decl.forwards else ["x"]
         return ModelPlan(decl.name.name, list(children.items()), forward, rules, decl.span,
-                         inputs, decl.expects, env, checked, key_args)
+                         inputs, decl.expects, env, checked, key_args, arg_names)
 
     def _forward(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any],
                  children: dict[str, Plan]) -> tuple[Any, Any, dict[str, list[str]]] | None:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .api import check
+from .api import check, summary
 from .errors import NetDSLError
+from .summary import render
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +45,63 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path)
     check_cmd.add_argument("--format", choices=["text", "json"], default="text",
                            help="json prints one object with every diagnostic to stdout")
+    summary_cmd = commands.add_parser(
+        "summary", help="a table of layers, output shapes and parameter counts (on meta)")
+    summary_cmd.add_argument("file", metavar="FILE", type=Path)
+    summary_cmd.add_argument("--model", help="the model to summarise, when the file has several")
+    summary_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
+                             help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
+                                  "argument; replaces the spec's input declarations)")
+    summary_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
+                             metavar="NAME=VALUE", help="override a model parameter")
+    summary_cmd.add_argument("--format", choices=["text", "json"], default="text")
     return parser
+
+
+def _shape(text: str) -> list[int | str]:
+    dims: list[int | str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part.isdigit():
+            dims.append(int(part))
+        elif part.isidentifier():
+            dims.append(part)
+        else:
+            raise argparse.ArgumentTypeError(f"bad shape {text!r}: use e.g. N,3,224,224")
+    return dims
+
+
+def _param(text: str) -> tuple[str, object]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"bad parameter {text!r}: use NAME=VALUE")
+    value: object = raw
+    for convert in (int, float):
+        try:
+            value = convert(raw)
+            break
+        except ValueError:
+            continue
+    if raw in ("true", "false"):
+        value = raw == "true"
+    return name, value
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    if not args.file.exists():
+        print(f"netdsl: error: {args.file}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = summary(args.file, model=args.model, inputs=args.input, **dict(args.param))
+    except NetDSLError as err:
+        for each in err.errors:
+            print(_safe(each.render("error")), file=sys.stderr)
+        return EXIT_INVALID
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(render(result))
+    return EXIT_OK
 
 
 def run_check(files: Sequence[Path], fmt: str) -> Report:
@@ -86,7 +143,8 @@ def _safe(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        report = run_check(args.files, args.format)
+        if args.command == "summary":
+            return run_summary(args)
+        return run_check(args.files, args.format).exit_code
     except KeyboardInterrupt:
         return 130
-    return report.exit_code

@@ -109,6 +109,7 @@ class ModelPlan:
     checked_forward: Callable[..., Any] | None = None
     # Forward arguments that index a dict, with the keys they may take (shape pass runs each).
     key_args: dict[str, list[str]] = field(default_factory=dict)
+    arg_names: list[str] = field(default_factory=lambda: ["x"])
 
 
 @dataclass

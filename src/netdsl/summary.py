@@ -1,0 +1,143 @@
+"""Summary: a checked, traced model -> a table of its layers (path, call, output shape, params).
+
+Like torchinfo's or Keras's summary, computed on the meta device: nothing is allocated, and the
+totals are ``sum(p.numel())`` of the model the spec builds. Multiply-adds are counted only where
+they can be counted honestly from the shapes: Linear, Bilinear and convolution layers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .plan import DictPlan, InputPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
+from .shapes import LayerCall, Trace
+
+INFERRED_MARK = "*"
+
+
+@dataclass
+class Row:
+    path: str
+    layer: str  # the call as built, inferred arguments marked with INFERRED_MARK
+    output: str | None
+    params: int
+    trainable: int
+    mult_adds: int | None
+
+
+@dataclass
+class Summary:
+    model: str
+    inputs: list[str]
+    rows: list[Row] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    size_mb: float = 0.0
+    mult_adds: int | None = None
+    mult_adds_per: str = ""  # "per sample" when the batch dimension is symbolic
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
+              inputs: list[InputPlan]) -> Summary:
+    shown = [f"{i.name}: " + (_dims(i.shape) if i.shape is not None else i.type_name)
+             for i in inputs]
+    summary = Summary(plan.name, shown)
+    calls = {call.path: call for call in trace.calls.values()}
+    batch = _batch_size(trace, inputs)
+    for path, layer in layers_with_paths(plan):
+        module = model.get_submodule(path)
+        call = calls.get(path)
+        params = sum(p.numel() for p in module.parameters())
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        output = trace.shape_text(call.output) if call and call.output is not None else None
+        macs = _mult_adds(module, call, batch)
+        summary.rows.append(Row(path, layer.call_text(INFERRED_MARK), output, params, trainable,
+                                macs))
+    parameters = list(model.parameters())
+    summary.total_params = sum(p.numel() for p in parameters)
+    summary.trainable_params = sum(p.numel() for p in parameters if p.requires_grad)
+    summary.size_mb = sum(p.numel() * p.element_size() for p in parameters) / 1e6
+    counted = [r.mult_adds for r in summary.rows if r.mult_adds is not None]
+    summary.mult_adds = sum(counted) if counted else None
+    summary.mult_adds_per = "per sample" if batch != 1 else "for this input"
+    return summary
+
+
+def layers_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, LayerPlan]]:
+    """Every layer with its module path, in module order (as ``named_modules`` names them)."""
+    if isinstance(plan, LayerPlan):
+        yield prefix, plan
+        return
+    for key, child in _children(plan):
+        yield from layers_with_paths(child, f"{prefix}.{key}" if prefix else key)
+
+
+def _children(plan: Plan) -> list[tuple[str, Plan]]:
+    if isinstance(plan, SequentialPlan):
+        return [(name if name is not None else str(i), p) for i, (name, p) in
+                enumerate(plan.items)]
+    if isinstance(plan, ListPlan):
+        return [(str(i), p) for i, p in enumerate(plan.items)]
+    if isinstance(plan, DictPlan):
+        return list(plan.items)
+    assert isinstance(plan, ModelPlan)
+    return list(plan.children)
+
+
+def _batch_size(trace: Trace, inputs: list[InputPlan]) -> int:
+    """The size standing for a symbolic batch dimension, to count per sample; 1 otherwise."""
+    for item in inputs:
+        if item.shape and isinstance(item.shape[0], str):
+            return next(size for size, name in trace.symbols.items() if name == item.shape[0])
+    return 1
+
+
+def _dims(shape: list[int | str]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _mult_adds(module: nn.Module, call: LayerCall | None, batch: int) -> int | None:
+    if call is None or call.output is None:
+        return None
+    out = math.prod(call.output) // batch
+    if isinstance(module, nn.Linear):
+        return out * module.in_features
+    if isinstance(module, nn.Bilinear):
+        return out * module.in1_features * module.in2_features
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and call.inputs:
+        per_input = module.out_channels // module.groups * math.prod(module.kernel_size)
+        return math.prod(call.inputs[0]) // batch * per_input
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return out * module.in_channels // module.groups * math.prod(module.kernel_size)
+    return None
+
+
+def render(summary: Summary) -> str:
+    """The summary as a text table."""
+    headers = ("path", "layer", "output", "params")
+    rows = [(r.path, r.layer, r.output or "-", f"{r.params:,}") for r in summary.rows]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = [f"{summary.model}" + (f"    input {', '.join(summary.inputs)}"
+                                   if summary.inputs else "    (no input shape: no shapes)")]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    lines.append("-" * len(lines[-1]))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    lines.append("-" * len(lines[1]))
+    lines.append(f"total params: {summary.total_params:,}    trainable: "
+                 f"{summary.trainable_params:,}    size: {summary.size_mb:,.2f} MB")
+    if summary.mult_adds is not None:
+        lines.append(f"mult-adds (Linear/Conv layers, {summary.mult_adds_per}): "
+                     f"{summary.mult_adds:,}")
+    if any(INFERRED_MARK in r.layer for r in summary.rows):
+        lines.append(f"{INFERRED_MARK} inferred from the input shape")
+    return "\n".join(lines)
