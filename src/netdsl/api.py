@@ -168,6 +168,8 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
 def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDSLError]:
     try:
         plan = plan_model(unit, decl, registry, {})
+        if decl.kind == "block" and needs_shapes(plan):
+            return []  # its input dimensions come from where it is used, and are checked there
         trace = trace_shapes(plan)
         if trace.errors:
             return trace.errors
