@@ -7,10 +7,21 @@ trees with a generated forward::
     model = netdsl.load("examples/alexnet.net", num_classes=10)
 """
 
-from .api import check, load, loads, parse, parse_file, summary
+from .api import (
+    check,
+    init_report,
+    load,
+    load_plan,
+    loads,
+    parse,
+    parse_file,
+    probe,
+    reinitialize,
+    summary,
+)
 from .errors import NetDSLError, Span, UnknownKeyError
 
 __version__ = "0.1.0"
 
-__all__ = ["NetDSLError", "Span", "UnknownKeyError", "__version__", "check", "load", "loads",
-           "parse", "parse_file", "summary"]
+__all__ = ["NetDSLError", "Span", "UnknownKeyError", "__version__", "check", "init_report", "load",
+           "load_plan", "loads", "parse", "parse_file", "probe", "reinitialize", "summary"]

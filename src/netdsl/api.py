@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import nodes as n
+from . import provenance
 from .build import build
 from .check import Checker
 from .errors import NetDSLError, did_you_mean, fail
@@ -24,6 +25,9 @@ from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
 from .plan import InputPlan, ModelPlan
+from .probe import ProbeResult
+from .probe import probe as run_probe
+from .provenance import Report
 from .registry import Registry
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
@@ -71,12 +75,27 @@ def loads(text: str, *, path: str = "<string>", model: str | None = None,
 def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              modules: Mapping[str, type[nn.Module]] | None, params: Mapping[str, Any]
              ) -> nn.Module:
+    plan = _ready_plan(unit, model, modules, params)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return build(plan)
+
+
+def _ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
+                params: Mapping[str, Any]) -> ModelPlan:
+    """The checked plan with inferred arguments filled in: everything short of building."""
     decl = choose_model(unit, model)
     plan = plan_model(unit, decl, Registry.with_modules(modules), params)
     if needs_shapes(plan):
         _raise_first(trace_shapes(plan).errors)
-    with torch.device(device) if device is not None else contextlib.nullcontext():
-        return build(plan)
+    return plan
+
+
+def load_plan(path: PathLike, *, model: str | None = None,
+              modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> ModelPlan:
+    """The checked plan of a spec's model (what :func:`load` builds), for tools built on it."""
+    loader = Loader(Path(path).parent)
+    with _sources(loader.sources):
+        return _ready_plan(loader.load_file(Path(path)), model, modules, params)
 
 
 def _raise_first(errors: list[NetDSLError]) -> None:
@@ -212,3 +231,39 @@ def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
     given = iter(shapes)
     return [replace(i, shape=list(next(given))) if i.shape is not None else i for i in declared]
 
+
+
+def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None,
+          backward: bool = False, model: str | None = None,
+          modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> ProbeResult:
+    """Per-layer activation statistics for a standard-normal input (see :mod:`netdsl.probe`).
+
+    With ``seed``: seed, build (construction and init rules), draw the input, run — the order of
+    a hand-written experiment, so the numbers reproduce it exactly.
+    """
+    plan = load_plan(path, model=model, modules=modules, **params)
+    return run_probe(plan, input_shape, seed=seed, backward=backward)
+
+
+def init_report(path: PathLike, *, model: str | None = None,
+                modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> Report:
+    """Which rule (``file:line``) or torch default set each parameter; rules that set nothing."""
+    loader = Loader(Path(path).parent)
+    with _sources(loader.sources):
+        plan = _ready_plan(loader.load_file(Path(path)), model, modules, params)
+        with torch.device("meta"):
+            built = build(plan)
+        return provenance.init_report(plan, built, loader.sources)
+
+
+def reinitialize(module: nn.Module, path: PathLike, *, model: str | None = None,
+                 modules: Mapping[str, type[nn.Module]] | None = None,
+                 **params: Any) -> nn.Module:
+    """Re-run a spec's initialisation (torch defaults, then init rules) on a built model.
+
+    For a model built with ``device="meta"`` and materialised with ``to_empty()``: under the same
+    seed, the result equals a normal :func:`load`, bit for bit. Returns ``module``.
+    """
+    plan = load_plan(path, model=model, modules=modules, **params)
+    provenance.reinitialize(plan, module)
+    return module

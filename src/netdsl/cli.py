@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .api import check, summary
+from .api import check, init_report, probe, summary
 from .errors import NetDSLError
+from .gain import NONLINEARITIES, measure
+from .plot import PlotUnavailable, plot_stds
+from .probe import render as render_probe
 from .summary import render
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -55,7 +58,47 @@ def _parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
                              metavar="NAME=VALUE", help="override a model parameter")
     summary_cmd.add_argument("--format", choices=["text", "json"], default="text")
+    _add_lab_commands(commands)
     return parser
+
+
+def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    probe_cmd = commands.add_parser(
+        "probe", help="per-layer activation statistics for a standard-normal input")
+    probe_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    probe_cmd.add_argument("--input", required=True, type=_int_shape, metavar="SHAPE",
+                           help="the input's shape, e.g. 16,256")
+    probe_cmd.add_argument("--seed", type=int, help="seed torch before building the model")
+    probe_cmd.add_argument("--model")
+    probe_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
+                           metavar="NAME=VALUE")
+    probe_cmd.add_argument("--backward", action="store_true",
+                           help="also report gradient statistics of output.sum()")
+    probe_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    probe_cmd.add_argument("--plot", type=Path, metavar="PNG",
+                           help="write the std per layer, one curve per file, to a PNG")
+    gain_cmd = commands.add_parser(
+        "gain", help="calculate_gain next to the gain measured on standard-normal samples")
+    gain_cmd.add_argument("nonlinearity", choices=sorted(NONLINEARITIES))
+    gain_cmd.add_argument("--param", type=float, help="the negative slope of leaky_relu")
+    gain_cmd.add_argument("--samples", type=int, default=10_000)
+    gain_cmd.add_argument("--seed", type=int)
+    report_cmd = commands.add_parser(
+        "init-report", help="which init rule (or torch default) set each parameter")
+    report_cmd.add_argument("file", metavar="FILE", type=Path)
+    report_cmd.add_argument("--model")
+    report_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
+                            metavar="NAME=VALUE")
+
+
+def _int_shape(text: str) -> list[int]:
+    try:
+        dims = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: use e.g. 16,256") from None
+    if any(d < 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: sizes are not negative")
+    return dims
 
 
 def _shape(text: str) -> list[int | str]:
@@ -87,16 +130,26 @@ def _param(text: str) -> tuple[str, object]:
     return name, value
 
 
+def _missing(files: Sequence[Path]) -> bool:
+    gone = [f for f in files if not f.exists()]
+    for path in gone:
+        print(f"netdsl: error: {path}: no such file", file=sys.stderr)
+    return bool(gone)
+
+
+def _report(err: NetDSLError) -> int:
+    for each in err.errors:
+        print(_safe(each.render("error")), file=sys.stderr)
+    return EXIT_INVALID
+
+
 def run_summary(args: argparse.Namespace) -> int:
-    if not args.file.exists():
-        print(f"netdsl: error: {args.file}: no such file", file=sys.stderr)
+    if _missing([args.file]):
         return EXIT_USAGE
     try:
         result = summary(args.file, model=args.model, inputs=args.input, **dict(args.param))
     except NetDSLError as err:
-        for each in err.errors:
-            print(_safe(each.render("error")), file=sys.stderr)
-        return EXIT_INVALID
+        return _report(err)
     if args.format == "json":
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -127,6 +180,60 @@ def run_check(files: Sequence[Path], fmt: str) -> Report:
     return report
 
 
+def run_probe(args: argparse.Namespace) -> int:
+    if _missing(args.files):
+        return EXIT_USAGE
+    results = []
+    try:
+        for path in args.files:
+            results.append((path, probe(path, args.input, seed=args.seed,
+                                        backward=args.backward, model=args.model,
+                                        **dict(args.param))))
+    except NetDSLError as err:
+        return _report(err)
+    if args.json:
+        print(json.dumps([{"file": str(p), **r.as_dict()} for p, r in results], indent=2))
+    else:
+        print("\n\n".join(f"{p}\n{render_probe(r)}" for p, r in results))
+    if args.plot is not None:
+        try:
+            plot_stds([(p.stem, r) for p, r in results], args.plot)
+        except PlotUnavailable as err:
+            print(f"netdsl: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"netdsl: wrote {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_gain(args: argparse.Namespace) -> int:
+    result = measure(args.nonlinearity, args.param, samples=args.samples, seed=args.seed)
+    label = args.nonlinearity + (f"({args.param})" if args.param is not None else "")
+    print(f"nonlinearity     {label}")
+    print(f"calculate_gain   {result.calculate_gain:.6f}")
+    print(f"empirical        {result.empirical:.6f}   std(x) / std(f(x)), "
+          f"{result.samples:,} standard-normal samples")
+    return EXIT_OK
+
+
+def run_init_report(args: argparse.Namespace) -> int:
+    if _missing([args.file]):
+        return EXIT_USAGE
+    try:
+        report = init_report(args.file, model=args.model, **dict(args.param))
+    except NetDSLError as err:
+        return _report(err)
+    width = max((len(e.parameter) for e in report.entries), default=9)
+    shapes = [str(list(e.shape)) for e in report.entries]
+    shape_width = max((len(s) for s in shapes), default=5)
+    print(f"{'parameter':<{width}}  {'shape':<{shape_width}}  set by")
+    for entry, shape in zip(report.entries, shapes, strict=True):
+        print(f"{entry.parameter:<{width}}  {shape:<{shape_width}}  {entry.set_by}")
+    for rule in report.unmatched:
+        span = rule.rule.span
+        print(_safe(f"{span}: warning: init rule matched no parameter"), file=sys.stderr)
+    return EXIT_OK
+
+
 def _as_json(report: Report) -> dict[str, object]:
     return {
         "checked": report.checked,
@@ -143,8 +250,10 @@ def _safe(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "summary":
-            return run_summary(args)
+        commands = {"summary": run_summary, "probe": run_probe, "gain": run_gain,
+                    "init-report": run_init_report}
+        if args.command in commands:
+            return commands[args.command](args)
         return run_check(args.files, args.format).exit_code
     except KeyboardInterrupt:
         return 130

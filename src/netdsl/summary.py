@@ -76,11 +76,11 @@ def layers_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, Layer
     if isinstance(plan, LayerPlan):
         yield prefix, plan
         return
-    for key, child in _children(plan):
+    for key, child in children_of(plan):
         yield from layers_with_paths(child, f"{prefix}.{key}" if prefix else key)
 
 
-def _children(plan: Plan) -> list[tuple[str, Plan]]:
+def children_of(plan: Plan) -> list[tuple[str, Plan]]:
     if isinstance(plan, SequentialPlan):
         return [(name if name is not None else str(i), p) for i, (name, p) in
                 enumerate(plan.items)]
