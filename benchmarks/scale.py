@@ -279,16 +279,17 @@ def measure(all_cases: list[Case], directory: Path, rounds: int, limits: Limits,
 
 
 def finish(rows: list[Row], baseline_name: str) -> list[Row]:
-    """Medians over the successful runs, and each spec row net of the baseline's medians."""
+    """Medians over the successful runs (a failed row: its failed run, to show what was seen),
+    and each spec row net of the baseline's medians."""
     for row in rows:
-        good = [r for r in row.runs if r.failure is None]
+        good = [r for r in row.runs if r.failure is None] or row.runs[-1:]
         if good:
             row.wall_s = statistics.median(r.wall_s for r in good)
             row.cpu_s = statistics.median(r.cpu_s for r in good)
             row.rss_mb = statistics.median(r.rss_mb for r in good)
     base = next(r for r in rows if r.name == baseline_name)
     for row in rows:
-        if row is base or row.wall_s is None or base.wall_s is None:
+        if row is base or row.failure or base.failure or row.wall_s is None or base.wall_s is None:
             continue
         assert row.cpu_s is not None and row.rss_mb is not None
         assert base.cpu_s is not None and base.rss_mb is not None
@@ -336,10 +337,10 @@ def environment(rounds: int, deep_layers: int, limits: Limits) -> dict[str, Any]
     }
 
 
-def fmt(value: float | None, spec: str, signed: bool = False) -> str:
+def fmt(value: float | None, width: int, decimals: int, signed: bool = False) -> str:
     if value is None:
-        return "-"
-    return format(value, ("+" if signed else "") + spec)
+        return "-".rjust(width)
+    return format(value, f"{'+' if signed else ''}{width}.{decimals}f")
 
 
 def spread(row: Row) -> str:
@@ -349,14 +350,13 @@ def spread(row: Row) -> str:
 
 def table_rows(rows: list[Row]) -> list[str]:
     head = (f"  {'run':<36} {'n':>2} {'wall s':>7} {'min-max':>11} {'cpu s':>7} {'peak MB':>8}"
-            f"   {'net wall s':>10} {'net cpu s':>9} {'net MB':>7}")
+            f"   {'net wall s':>10} {'net cpu s':>9} {'net MB':>7}  status")
     lines = [head]
     for row in rows:
-        lines.append(f"  {row.name:<36} {len(row.runs):>2} {fmt(row.wall_s, '7.2f')} "
-                     f"{spread(row):>11} {fmt(row.cpu_s, '7.2f')} {fmt(row.rss_mb, '8.0f')}   "
-                     f"{fmt(row.net_wall_s, '10.2f', True):>10} "
-                     f"{fmt(row.net_cpu_s, '9.2f', True):>9} "
-                     f"{fmt(row.net_rss_mb, '7.0f', True):>7}")
+        lines.append(f"  {row.name:<36} {len(row.runs):>2} {fmt(row.wall_s, 7, 2)} "
+                     f"{spread(row):>11} {fmt(row.cpu_s, 7, 2)} {fmt(row.rss_mb, 8, 0)}   "
+                     f"{fmt(row.net_wall_s, 10, 2, True)} {fmt(row.net_cpu_s, 9, 2, True)} "
+                     f"{fmt(row.net_rss_mb, 7, 0, True)}  {'FAILED' if row.failure else 'ok'}")
     lines.insert(1, "  " + "-" * (max(map(len, lines)) - 2))
     return lines
 
@@ -368,8 +368,9 @@ def print_table(env: dict[str, Any], rows: list[Row]) -> None:
     print(f"wide = {WIDE_LAYERS} x Linear({WIDE_FEATURES:,}, {WIDE_FEATURES:,}) = "
           f"{env['wide']['params']:,} params; deep = {env['deep']['layers']:,} x "
           f"Linear({DEEP_FEATURES}, {DEEP_FEATURES}) = {env['deep']['params']:,} params")
-    print("wall/cpu/peak = medians over the rounds (peak = the child's own ru_maxrss); "
-          "net = minus the baseline's median")
+    print("wall/cpu/peak = medians over the rounds (cpu = user + sys; peak = the child's own "
+          "ru_maxrss); net = minus the baseline's median")
+    print("on a shared machine cpu s is the steadier time: wall s also counts waiting for a core")
     print(f"launcher peak RSS {env['launcher_rss_mb']:.0f} MB (a child's ru_maxrss cannot be "
           f"below it)\n")
     print("\n".join(table_rows(rows)))

@@ -36,6 +36,7 @@ INPUTS: dict[tuple[str, str], Input] = {
     ("init/kaiming_relu.net", "MLP"): Input((16, 256)),
     ("init/normal.net", "MLP"): Input((16, 256)),
     ("init/scaled_normal.net", "MLP"): Input((16, 256)),
+    ("init/tanh_no_gain.net", "MLP"): Input((16, 256)),
     ("init/xavier_tanh.net", "MLP"): Input((16, 256)),
     ("lenet.net", "LeNet"): Input((2, 3, 32, 32)),
     ("module_dict.net", "ModuleDict"): Input((4, 10, 32, 32), ("conv",), {"act": "prelu"}),
