@@ -390,8 +390,20 @@ class KaimingReluMLP(SeedMLP):
                 nn.init.normal_(m.weight.data, std=np.sqrt(2 / self.neural_num))
 
 
+class TanhNoGainMLP(SeedMLP):
+    """The seed's remark before Xavier: std = sqrt(1/n) with tanh, no gain, vanishes."""
+
+    activation = torch.tanh
+
+    def initialize(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight.data, std=np.sqrt(1 / self.neural_num))
+
+
 INIT_EXPERIMENTS: dict[str, type[SeedMLP]] = {
     "init/normal.net": NormalMLP,
+    "init/tanh_no_gain.net": TanhNoGainMLP,
     "init/scaled_normal.net": ScaledNormalMLP,
     "init/xavier_tanh.net": XavierTanhMLP,
     "init/kaiming_relu.net": KaimingReluMLP,
@@ -474,6 +486,13 @@ def test_init_with_activation_stays_bounded(spec: str) -> None:
     stds = seed_experiment_stds(spec)
     assert len(stds) == LAYERS
     assert all(math.isfinite(s) and 0.1 < s < 10 for s in stds), stds
+
+
+def test_init_tanh_without_gain_vanishes() -> None:
+    stds = seed_experiment_stds("init/tanh_no_gain.net")
+    assert len(stds) == LAYERS
+    assert stds[-1] < 0.25 * stds[0], stds
+    assert all(b < a * 1.05 for a, b in itertools.pairwise(stds))  # shrinking, all the way
 
 
 def test_init_experiments_are_all_covered() -> None:

@@ -20,10 +20,11 @@ from . import nodes as n
 from . import provenance
 from .build import build
 from .check import Checker
-from .errors import NetDSLError, did_you_mean, fail
+from .errors import InternalError, NetDSLError, did_you_mean, fail
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
+from .limits import DEFAULT_LIMITS, Limits
 from .plan import InputPlan, ModelPlan
 from .probe import ProbeResult
 from .probe import probe as run_probe
@@ -36,66 +37,87 @@ from .summary import Summary, summarize
 PathLike = str | os.PathLike[str]
 
 
-def parse(text: str, *, path: str = "<string>") -> n.Spec:
+def parse(text: str, *, path: str = "<string>", limits: Limits = DEFAULT_LIMITS) -> n.Spec:
     """Parse spec text into nodes (``Spec``, a pydantic model: ``.model_dump_json()``)."""
     with _sources({path: text}):
-        return parse_text(text, path)
+        return parse_text(text, path, limits)
 
 
-def parse_file(path: PathLike) -> n.Spec:
+def parse_file(path: PathLike, *, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
     """Parse a ``.net`` file into nodes."""
-    text = read_spec(Path(path))
-    return parse(text, path=str(path))
+    with _sources({}):
+        text = read_spec(Path(path), limits)
+    return parse(text, path=str(path), limits=limits)
 
 
 def load(path: PathLike, *, model: str | None = None, device: str | torch.device | None = None,
-         modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> nn.Module:
+         modules: Mapping[str, type[nn.Module]] | None = None,
+         limits: Limits = DEFAULT_LIMITS, **params: Any) -> nn.Module:
     """Compile the model in a ``.net`` file into an ``nn.Module``.
 
     ``model`` picks a model when the file declares several; ``device`` builds there (``"meta"``
-    allocates nothing); ``modules`` adds custom layers by name; ``params`` override the model's
-    parameters.
+    allocates nothing); ``modules`` adds custom layers by name; ``limits`` bounds what the spec
+    may ask for; ``params`` override the model's parameters.
     """
-    loader = Loader(Path(path).parent)
-    with _sources(loader.sources):
-        unit = loader.load_file(Path(path))
-        return _compile(unit, model, device, modules, params)
+    with _opened(path, limits) as (_, unit):
+        return _compile(unit, model, device, modules, limits, params)
 
 
 def loads(text: str, *, path: str = "<string>", model: str | None = None,
           device: str | torch.device | None = None,
-          modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> nn.Module:
+          modules: Mapping[str, type[nn.Module]] | None = None,
+          limits: Limits = DEFAULT_LIMITS, **params: Any) -> nn.Module:
     """Like :func:`load`, from text; imports resolve against the current directory."""
-    loader = Loader(Path.cwd())
+    with _opened(None, limits, text=text, name=path) as (_, unit):
+        return _compile(unit, model, device, modules, limits, params)
+
+
+@contextlib.contextmanager
+def _opened(path: PathLike | None, limits: Limits, *, text: str = "", name: str = ""
+            ) -> Iterator[tuple[Loader, Unit]]:
+    """A spec file (or text) and its imports, loaded; errors inside get their source lines."""
+    loader = Loader(Path(path).parent if path is not None else Path.cwd(), limits)
     with _sources(loader.sources):
-        unit = loader.load_text(text, path)
-        return _compile(unit, model, device, modules, params)
+        unit = loader.load_file(Path(path)) if path is not None else loader.load_text(text, name)
+        yield loader, unit
 
 
 def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
-             modules: Mapping[str, type[nn.Module]] | None, params: Mapping[str, Any]
-             ) -> nn.Module:
-    plan = _ready_plan(unit, model, modules, params)
+             modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
+             params: Mapping[str, Any]) -> nn.Module:
+    plan = _ready_plan(unit, model, modules, limits, params)
+    if device is None or torch.device(device).type != "meta":
+        _check_params(plan, limits.max_params, "Limits.max_params")
     with torch.device(device) if device is not None else contextlib.nullcontext():
         return build(plan)
 
 
+def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:
+    """Count the parameters on the meta device; refuse before a real build allocates them."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in build(plan).parameters())
+    if count > budget:
+        fail(f"{plan.name} has {count:,} parameters, over the limit of {budget:,} ({setting}; "
+             f"build on device=\"meta\" to inspect it)", plan.span)
+    return count
+
+
 def _ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
-                params: Mapping[str, Any]) -> ModelPlan:
+                limits: Limits, params: Mapping[str, Any]) -> ModelPlan:
     """The checked plan with inferred arguments filled in: everything short of building."""
     decl = choose_model(unit, model)
-    plan = plan_model(unit, decl, Registry.with_modules(modules), params)
+    plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
     if needs_shapes(plan):
         _raise_first(trace_shapes(plan).errors)
     return plan
 
 
 def load_plan(path: PathLike, *, model: str | None = None,
-              modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> ModelPlan:
+              modules: Mapping[str, type[nn.Module]] | None = None,
+              limits: Limits = DEFAULT_LIMITS, **params: Any) -> ModelPlan:
     """The checked plan of a spec's model (what :func:`load` builds), for tools built on it."""
-    loader = Loader(Path(path).parent)
-    with _sources(loader.sources):
-        return _ready_plan(loader.load_file(Path(path)), model, modules, params)
+    with _opened(path, limits) as (_, unit):
+        return _ready_plan(unit, model, modules, limits, params)
 
 
 def _raise_first(errors: list[NetDSLError]) -> None:
@@ -122,11 +144,10 @@ def choose_model(unit: Unit, name: str | None) -> n.ModelDecl:
                       f"model=")
 
 
-def plan_model(unit: Unit, decl: n.ModelDecl, registry: Registry, params: Mapping[str, Any],
-               checker: Checker | None = None) -> ModelPlan:
+def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[str, Any]
+               ) -> ModelPlan:
     """Check a model with the given parameter values; raise its first error (all are on
     ``.errors``)."""
-    checker = checker or Checker(registry)
     with checker.collect():
         env = bind_overrides(checker, decl, params)
         plan = checker.model(decl, unit, env)
@@ -153,7 +174,7 @@ def _list_params(known: list[str]) -> str:
 
 @contextlib.contextmanager
 def _sources(texts: Mapping[str, str]) -> Iterator[None]:
-    """Attach source lines to any NetDSLError escaping the block."""
+    """Attach source lines to any NetDSLError escaping the block; nothing else escapes it."""
     try:
         yield
     except NetDSLError as err:
@@ -161,37 +182,45 @@ def _sources(texts: Mapping[str, str]) -> Iterator[None]:
         for other in err.errors:
             other.with_source(texts)
         raise
+    except RecursionError:
+        raise NetDSLError("spec is nested too deeply to compile (an expression or a chain of "
+                          "blocks thousands of levels deep)") from None
+    except Exception as err:  # a bug in netdsl: still no traceback for the user's spec
+        raise InternalError(f"internal error ({type(err).__name__}: {err}); please report it "
+                            f"with the spec") from err
 
 
-def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = None
-          ) -> list[NetDSLError]:
+def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = None,
+          limits: Limits = DEFAULT_LIMITS) -> list[NetDSLError]:
     """Every mistake in a spec file, located; ``[]`` when it is valid.
 
     Each declaration whose parameters all have defaults is checked and built on the meta device
     (nothing is allocated); declarations that need parameter values are checked where used.
     """
-    loader = Loader(Path(path).parent)
     errors: list[NetDSLError] = []
+    sources: Mapping[str, str] = {}
     try:
-        unit = loader.load_file(Path(path))
-        registry = Registry.with_modules(modules)
-        for decl in unit.spec.models:
-            if all(p.default is not None for p in decl.params):
-                errors += _check_decl(unit, decl, registry)
+        with _opened(path, limits) as (loader, unit):
+            sources = loader.sources
+            registry = Registry.with_modules(modules)
+            for decl in unit.spec.models:
+                if all(p.default is not None for p in decl.params):
+                    errors += _check_decl(unit, decl, Checker(registry, limits))
     except NetDSLError as err:
         errors.append(err)
     unique = {(e.message, e.span): e for e in errors}
-    return [e.with_source(loader.sources) for e in unique.values()]
+    return [e.with_source(sources) for e in unique.values()]
 
 
-def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDSLError]:
+def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLError]:
     try:
-        plan = plan_model(unit, decl, registry, {})
+        plan = plan_model(unit, decl, checker, {})
         if decl.kind == "block" and needs_shapes(plan):
             return []  # its input dimensions come from where it is used, and are checked there
         trace = trace_shapes(plan)
         if trace.errors:
             return trace.errors
+        _check_params(plan, checker.limits.max_meta_params, "Limits.max_meta_params")
         with torch.device("meta"):
             model = build(plan)
     except NetDSLError as err:
@@ -201,20 +230,20 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, registry: Registry) -> list[NetDS
 
 def summary(path: PathLike, *, model: str | None = None,
             inputs: Sequence[Sequence[int | str]] | None = None,
-            modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> Summary:
+            modules: Mapping[str, type[nn.Module]] | None = None,
+            limits: Limits = DEFAULT_LIMITS, **params: Any) -> Summary:
     """A table of the model's layers, output shapes and parameter counts, built on meta.
 
     ``inputs`` gives the shapes of the forward's tensor arguments (ints or symbol names), in
     place of the spec's ``input`` declarations.
     """
-    loader = Loader(Path(path).parent)
-    with _sources(loader.sources):
-        unit = loader.load_file(Path(path))
+    with _opened(path, limits) as (_, unit):
         decl = choose_model(unit, model)
-        plan = plan_model(unit, decl, Registry.with_modules(modules), params)
+        plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
         declared = plan.inputs if inputs is None else _given_inputs(plan, inputs, decl)
         trace = trace_shapes(plan, declared)
         _raise_first(trace.errors)
+        _check_params(plan, limits.max_meta_params, "Limits.max_meta_params")
         with torch.device("meta"):
             built = build(plan)
         return summarize(plan, trace, built, declared)
@@ -232,25 +261,27 @@ def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
     return [replace(i, shape=list(next(given))) if i.shape is not None else i for i in declared]
 
 
-
 def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None,
           backward: bool = False, model: str | None = None,
-          modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> ProbeResult:
+          modules: Mapping[str, type[nn.Module]] | None = None,
+          limits: Limits = DEFAULT_LIMITS, **params: Any) -> ProbeResult:
     """Per-layer activation statistics for a standard-normal input (see :mod:`netdsl.probe`).
 
     With ``seed``: seed, build (construction and init rules), draw the input, run — the order of
     a hand-written experiment, so the numbers reproduce it exactly.
     """
-    plan = load_plan(path, model=model, modules=modules, **params)
-    return run_probe(plan, input_shape, seed=seed, backward=backward)
+    with _opened(path, limits) as (_, unit):
+        plan = _ready_plan(unit, model, modules, limits, params)
+        _check_params(plan, limits.max_params, "Limits.max_params")
+        return run_probe(plan, input_shape, seed=seed, backward=backward)
 
 
 def init_report(path: PathLike, *, model: str | None = None,
-                modules: Mapping[str, type[nn.Module]] | None = None, **params: Any) -> Report:
+                modules: Mapping[str, type[nn.Module]] | None = None,
+                limits: Limits = DEFAULT_LIMITS, **params: Any) -> Report:
     """Which rule (``file:line``) or torch default set each parameter; rules that set nothing."""
-    loader = Loader(Path(path).parent)
-    with _sources(loader.sources):
-        plan = _ready_plan(loader.load_file(Path(path)), model, modules, params)
+    with _opened(path, limits) as (loader, unit):
+        plan = _ready_plan(unit, model, modules, limits, params)
         with torch.device("meta"):
             built = build(plan)
         return provenance.init_report(plan, built, loader.sources)
@@ -258,12 +289,12 @@ def init_report(path: PathLike, *, model: str | None = None,
 
 def reinitialize(module: nn.Module, path: PathLike, *, model: str | None = None,
                  modules: Mapping[str, type[nn.Module]] | None = None,
-                 **params: Any) -> nn.Module:
+                 limits: Limits = DEFAULT_LIMITS, **params: Any) -> nn.Module:
     """Re-run a spec's initialisation (torch defaults, then init rules) on a built model.
 
     For a model built with ``device="meta"`` and materialised with ``to_empty()``: under the same
     seed, the result equals a normal :func:`load`, bit for bit. Returns ``module``.
     """
-    plan = load_plan(path, model=model, modules=modules, **params)
+    plan = load_plan(path, model=model, modules=modules, limits=limits, **params)
     provenance.reinitialize(plan, module)
     return module

@@ -24,6 +24,7 @@ from .evaluate import FUNCTIONS, evaluate, evaluate_args
 from .forward import ForwardCompiler
 from .imports import Unit
 from .infer import input_dim, omits_input_dim, without
+from .limits import DEFAULT_LIMITS, Limits
 from .plan import (
     DictPlan,
     InputPlan,
@@ -77,9 +78,19 @@ def param_signature(decl: n.ModelDecl) -> Signature:
 @dataclass
 class Checker:
     registry: Registry
+    limits: Limits = DEFAULT_LIMITS
     errors: list[NetDSLError] = field(default_factory=list)
     stack: list[str] = field(default_factory=list)
     forwards: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
+    modules: int = 0  # modules planned so far, against Limits.max_modules
+
+    def count(self, n_modules: int, span: Span, *, reserve: bool = True) -> None:
+        """Count modules as they are planned; a repeat asks first, so a huge one fails at once."""
+        if reserve:
+            self.modules += n_modules
+        if self.modules + (0 if reserve else n_modules) > self.limits.max_modules:
+            fail(f"this builds more than {self.limits.max_modules:,} modules (Limits.max_modules, "
+                 f"netdsl check --max-modules)", span)
 
     @contextmanager
     def collect(self) -> Iterator[None]:
@@ -119,6 +130,9 @@ class Checker:
         return env
 
     def model(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
+        if len(self.stack) >= self.limits.max_depth:
+            fail(f"blocks nest deeper than {self.limits.max_depth} levels (Limits.max_depth)",
+                 decl.name.span)
         self.stack.append(decl.name.name)
         try:
             return self._model_body(decl, unit, dict(env))
@@ -235,6 +249,7 @@ class Checker:
 
     # ------------------------------------------------------------ modules
     def module(self, node: n.Module, unit: Unit, env: dict[str, Any]) -> Plan | None:
+        self.count(1, node.span)
         if isinstance(node, n.Layer):
             return self.layer(node, unit, env)
         if isinstance(node, n.Sequential):
@@ -291,7 +306,13 @@ class Checker:
         args, _ = evaluate_args(item.range_args, [], env)
         signature = Signature.of("range()", _range_signature)
         signature.bind(args, [], item.span)
-        return range(*(a.value for a in args))
+        values = range(*(a.value for a in args))
+        try:
+            size = len(values)
+        except OverflowError:  # more items than a machine word counts
+            size = self.limits.max_modules + 1
+        self.count(size, item.span, reserve=False)
+        return values
 
     def _sequential(self, node: n.Sequential, unit: Unit, env: dict[str, Any]) -> Plan:
         named = [i for i in node.items if isinstance(i, n.Named)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -133,7 +135,7 @@ def _param(text: str) -> tuple[str, object]:
 def _missing(files: Sequence[Path]) -> bool:
     gone = [f for f in files if not f.exists()]
     for path in gone:
-        print(f"netdsl: error: {path}: no such file", file=sys.stderr)
+        print(_safe(f"netdsl: error: {path}: no such file"), file=sys.stderr)
     return bool(gone)
 
 
@@ -192,7 +194,8 @@ def run_probe(args: argparse.Namespace) -> int:
     except NetDSLError as err:
         return _report(err)
     if args.json:
-        print(json.dumps([{"file": str(p), **r.as_dict()} for p, r in results], indent=2))
+        rows = [{"file": str(p), **r.as_dict()} for p, r in results]
+        print(json.dumps(_strict_json(rows), indent=2, allow_nan=False))
     else:
         print("\n\n".join(f"{p}\n{render_probe(r)}" for p, r in results))
     if args.plot is not None:
@@ -242,9 +245,22 @@ def _as_json(report: Report) -> dict[str, object]:
     }
 
 
+def _strict_json(value: object) -> object:
+    """NaN and infinities as strings ("nan", "inf"): strict JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def _safe(text: str) -> str:
-    """Escape control characters from spec text so that terminals and CI logs show them inert."""
-    return "".join(c if c in "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+    """Spec text made inert for terminals and CI logs: control characters are escaped, and so
+    is "::", which GitHub Actions would read as a workflow command."""
+    printable = "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable.replace("::", ":\\:")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,3 +273,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args.files, args.format).exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `netdsl init-report ... | head`: the reader has gone
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK

@@ -77,11 +77,19 @@ class NetDSLError(Exception):
         return self.render()
 
 
+class InternalError(NetDSLError):
+    """A bug in netdsl met while compiling a spec: reported like a spec error, never a traceback."""
+
+
 class UnknownKeyError(NetDSLError, KeyError):
     """A forward indexed a ``dict`` block with a key it does not hold (raised at call time)."""
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return self.render()
+
+
+# Long lines (minified or hostile specs) are shown as a window around the error.
+_WINDOW = 120
 
 
 def _caret_block(source_line: str, span: Span) -> str:
@@ -91,7 +99,15 @@ def _caret_block(source_line: str, span: Span) -> str:
         width = max(span.end_column - span.column, 1)
     else:
         width = max(len(text) - start, 1)
-    return f"    {text}\n    {' ' * start}{'^' * width}"
+    if len(text) > _WINDOW:
+        left = max(start - _WINDOW // 3, 0)
+        shown = text[left:left + _WINDOW]
+        prefix = "..." if left else ""
+        suffix = "..." if left + _WINDOW < len(text) else ""
+        text = prefix + shown + suffix
+        start = start - left + len(prefix)
+        width = min(width, len(shown) - (start - len(prefix)))
+    return f"    {text}\n    {' ' * start}{'^' * max(width, 1)}"
 
 
 def fail(message: str, span: Span | None) -> NoReturn:

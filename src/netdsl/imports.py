@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from . import nodes as n
 from .errors import NetDSLError, Span, did_you_mean, fail
+from .limits import DEFAULT_LIMITS, Limits, check_depth, check_size
 from .parser import parse_tree
 from .transform import to_nodes
 
@@ -25,9 +26,12 @@ class Unit:
     scope: dict[str, tuple[n.ModelDecl, Unit]] = field(default_factory=dict)
 
 
-def read_spec(path: Path) -> str:
-    """The text of a spec file; unreadable files are errors, not tracebacks."""
+def read_spec(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
+    """The text of a spec file; unreadable or oversized files are errors, not tracebacks."""
     try:
+        size = path.stat().st_size
+        if path.is_file():
+            check_size(size, limits, str(path))  # before reading a byte of it
         data = path.read_bytes()
     except IsADirectoryError:
         raise NetDSLError(f"{path}: is a directory, not a spec file") from None
@@ -39,7 +43,9 @@ def read_spec(path: Path) -> str:
         raise NetDSLError(f"{path}: not UTF-8 text (byte {err.start})") from None
 
 
-def parse(text: str, path: str) -> n.Spec:
+def parse(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
+    check_size(len(text.encode("utf-8", "surrogatepass")), limits, path)
+    check_depth(text, limits, path)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         fail("spec contains a NUL character", Span(path=path, line=line, column=1,
@@ -52,12 +58,13 @@ class Loader:
     """Loads a spec and its imports, each file once, keeping every text for error messages."""
 
     root: Path
+    limits: Limits = DEFAULT_LIMITS
     units: dict[Path, Unit] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
     def load_text(self, text: str, path: str, stack: tuple[Path, ...] = ()) -> Unit:
         self.sources[path] = text
-        unit = Unit(parse(text, path), text)
+        unit = Unit(parse(text, path, self.limits), text)
         for decl in unit.spec.models:
             if decl.name.name in unit.scope:
                 fail(f"'{decl.name.name}' is declared twice", decl.name.span)
@@ -69,7 +76,8 @@ class Loader:
     def load_file(self, path: Path, stack: tuple[Path, ...] = ()) -> Unit:
         resolved = path.resolve()
         if resolved not in self.units:
-            self.units[resolved] = self.load_text(read_spec(path), str(path), (*stack, resolved))
+            text = read_spec(path, self.limits)
+            self.units[resolved] = self.load_text(text, str(path), (*stack, resolved))
         return self.units[resolved]
 
     def _import(self, unit: Unit, imp: n.Import, base: Path, stack: tuple[Path, ...]) -> None:

@@ -47,13 +47,30 @@ class LayerPlan:
 
     def call_text(self, mark: str = "") -> str:
         """``Linear(400, 120)``; with ``mark``, the inferred argument is followed by it."""
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        if mark and self.inferred is not None and self.infer is not None:
-            param, position = self.infer
-            index = position if position < len(self.args) else \
-                len(self.args) + list(self.kwargs).index(param.param)
+        parts = self._parts()
+        index = self._inferred_index()
+        if mark and index is not None:
             parts[index] += mark
         return f"{self.name}({', '.join(parts)})"
+
+    def written_text(self) -> str:
+        """The call as the spec writes it: ``Linear(120)`` even once in_features is known."""
+        parts = self._parts()
+        index = self._inferred_index()
+        if index is not None:
+            del parts[index]
+        return f"{self.name}({', '.join(parts)})"
+
+    def _parts(self) -> list[str]:
+        return [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+
+    def _inferred_index(self) -> int | None:
+        if self.inferred is None or self.infer is None:
+            return None
+        param, position = self.infer
+        if position < len(self.args):
+            return position
+        return len(self.args) + list(self.kwargs).index(param.param)
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .build import build
+from .errors import NetDSLError, fail
 from .forward import TRACER, Site
 from .plan import ModelPlan
 
@@ -86,7 +87,14 @@ def probe(plan: ModelPlan, input_shape: Sequence[int], *, seed: int | None = Non
 def _forward(plan: ModelPlan, model: nn.Module, x: torch.Tensor) -> Any:
     # The instrumented forward reports functional ops to TRACER; it runs on the real model.
     assert plan.checked_forward is not None
-    return plan.checked_forward(model, x)
+    try:
+        return plan.checked_forward(model, x)
+    except NetDSLError:
+        raise
+    except Exception as err:  # e.g. an --input shape the model cannot take
+        fail(f"{plan.name} cannot run on an input of shape {list(x.shape)}: "
+             f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
+             plan.span)
 
 
 @contextmanager

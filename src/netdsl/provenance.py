@@ -79,13 +79,25 @@ def init_report(plan: ModelPlan, model: nn.Module,
 def reinitialize(plan: ModelPlan, model: nn.Module) -> None:
     """Re-run default initialisation and init rules on ``model``, as the build ran them."""
     def on_layer(layer: LayerPlan, module: nn.Module, path: str) -> None:
-        reset = getattr(module, "reset_parameters", None) or \
-            getattr(module, "_reset_parameters", None)
-        if callable(reset):
-            with torch.no_grad():
-                reset()
+        with torch.no_grad():
+            reset_layer(module)
 
     walk(plan, model, "", on_layer, lambda sub, module, path: apply_rules(module, sub.rules))
+
+
+def reset_layer(module: nn.Module) -> None:
+    """torch's own initialisation of one layer, in the order its constructor ran it.
+
+    A layer's submodules are constructed (and initialised) before the layer's own reset runs at
+    the end of its ``__init__`` (MultiheadAttention's out_proj, a TransformerEncoderLayer's
+    linears and norms): so reset them first, in registration order, then the layer itself.
+    """
+    for child in module.children():
+        reset_layer(child)
+    reset = getattr(module, "reset_parameters", None) or \
+        getattr(module, "_reset_parameters", None)
+    if callable(reset):
+        reset()
 
 
 def _own_parameters(root: nn.Module) -> list[tuple[str, nn.Module, str]]:

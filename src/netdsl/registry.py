@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -40,8 +42,24 @@ def torch_layers() -> Mapping[str, type[nn.Module]]:
 
 @functools.cache
 def layer_signature(cls: type[nn.Module], name: str) -> Signature:
-    sig = Signature.of(f"{name}()", cls.__init__, skip=1)
+    sig = Signature.of(f"{name}()", _constructor(cls), skip=1)
     return Signature(sig.title, sig.params, reserved=SUPPLIED)
+
+
+def _constructor(cls: type[nn.Module]) -> Any:
+    """``__init__``, or its first typed overload where it only takes ``*args, **kwargs``.
+
+    LSTM, GRU and RNN declare their real parameters with ``typing.overload`` only.
+    """
+    init = cls.__init__
+    kinds = {p.kind for p in inspect.signature(init).parameters.values()}
+    if kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL,
+                 inspect.Parameter.VAR_KEYWORD}:
+        for overload in typing.get_overloads(init):
+            params = inspect.signature(overload).parameters.values()
+            if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+                return overload
+    return init
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,12 @@ from .infer import InputDim, input_dim
 from .plan import DictPlan, InputPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
 from .registry import layer_signature
 
-# Symbolic dimensions run as these sizes: large enough for any kernel, unlikely to be a real
-# width, and distinct so that each can be named again in messages.
+# Symbolic dimensions run as these sizes: large enough for any kernel and distinct, so that each
+# can be named again in messages. The forward runs once more with the second set: a size that
+# changes between the two depends on a symbolic dimension (``flatten`` of ``[N, C, 4]``), so it
+# cannot be inferred, and a real width that happens to equal a sentinel is not mistaken for one.
 SENTINELS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061)
+SECOND_SENTINELS = (2003, 2011, 2017, 2027, 2029, 2039, 2053, 2063, 2069, 2081)
 MAX_KEY_RUNS = 64  # forwards run once per combination of dict keys, up to this many
 
 
@@ -41,15 +44,45 @@ class LayerCall:
     plan: LayerPlan
     inputs: list[tuple[int, ...]]
     output: tuple[int, ...] | None
+    # The same output with the second set of sentinel sizes (see SECOND_SENTINELS).
+    second: tuple[int, ...] | None = None
 
 
 @dataclass
 class Trace:
     calls: dict[int, LayerCall] = field(default_factory=dict)  # by id(plan)
     outputs: list[Any] = field(default_factory=list)  # one per run
-    symbols: dict[int, str] = field(default_factory=dict)
+    symbols: dict[int, str] = field(default_factory=dict)  # size -> name, this pass
+    first_symbols: dict[int, str] = field(default_factory=dict)
+    second_symbols: dict[int, str] = field(default_factory=dict)
+    second_pass: bool = False
     errors: list[NetDSLError] = field(default_factory=list)
     labels: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    # Output shapes of layers already run, by layer call and input: repeated layers (a
+    # 10,000-layer stack) are run on meta once, not once each.
+    memo: dict[tuple[Any, ...], tuple[tuple[int, ...], torch.dtype]] = field(
+        default_factory=dict)
+
+    def dims_text(self, first: Sequence[int], second: Sequence[int] | None) -> str:
+        """A shape from both passes: symbols by name, sizes that follow a symbol as formulas."""
+        if second is None or len(second) != len(first):
+            return self.shape_text(first)
+        return "[" + ", ".join(self._dim(a, b) for a, b in zip(first, second, strict=True)) + "]"
+
+    def _dim(self, a: int, b: int) -> str:
+        if a == b:
+            return str(a)
+        if a in self.first_symbols and self.second_symbols.get(b) == self.first_symbols[a]:
+            return self.first_symbols[a]
+        if len(self.first_symbols) == 1:  # one symbol s: try a * s + c
+            (sa, name), (sb, _) = next(iter(self.first_symbols.items())), \
+                next(iter(self.second_symbols.items()))
+            k, rem = divmod(b - a, sb - sa)
+            if rem == 0:
+                c = a - k * sa
+                scaled = name if k == 1 else f"{k}*{name}"
+                return scaled if c == 0 else f"{scaled}{c:+d}"
+        return "?"
 
     def shape_text(self, shape: Sequence[int]) -> str:
         return "[" + ", ".join(self.symbols.get(d, str(d)) for d in shape) + "]"
@@ -101,21 +134,43 @@ class Probe(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
         self._check_input_dim(args)
+        key = self._memo_key(args, kwargs)
+        if key is not None and key in self.trace.memo:
+            shape, dtype = self.trace.memo[key]
+            out: Any = torch.empty(shape, dtype=dtype)
+        else:
+            out = self._run(args, kwargs)
+            if key is not None and isinstance(out, torch.Tensor):
+                self.trace.memo[key] = (tuple(out.shape), out.dtype)
+        self._record(shapes, out)
+        return out
+
+    def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+        if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+            return None
+        return (self.plan.cls, self.plan.call_text(), tuple(args[0].shape), args[0].dtype,
+                self.training)
+
+    def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.layer is None:
             self.layer = build_layer(self.plan)
         try:
-            out = self.layer(*args, **kwargs)
+            return self.layer(*args, **kwargs)
         except NetDSLError:
             raise
         except Exception as err:  # torch's own shape checks
             received = ", ".join(self.trace.described(a) for a in args)
             fail(f"{self.plan.call_text()} cannot take its input ({received}): "
                  f"{self.trace.names(_first_line(err))}", self.plan.span)
+
+    def _record(self, shapes: list[tuple[int, ...]], out: Any) -> None:
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         output = tuple(first.shape) if isinstance(first, torch.Tensor) else None
-        self.trace.calls.setdefault(id(self.plan), LayerCall(self.path, self.plan, shapes, output))
+        call = self.trace.calls.setdefault(id(self.plan),
+                                           LayerCall(self.path, self.plan, shapes, output))
+        if self.trace.second_pass and call.second is None:
+            call.second = output
         self.trace.label(out, self.path or self.plan.name)
-        return out
 
     def _check_input_dim(self, args: tuple[Any, ...]) -> None:
         found = input_dim(layer_signature(self.plan.cls, self.plan.name))
@@ -131,26 +186,39 @@ class Probe(nn.Module):
             return
         given = _given(self.plan, param, position)
         expected = given[0] if isinstance(given, (tuple, list)) and given else given
-        if expected != received and param.param != "normalized_shape":
-            # Report it, then go on as if the spec were right, so later mistakes show too.
-            self.trace.errors.append(NetDSLError(
-                self._mismatch(param, expected, received, args[0]), self.plan.span))
-            if self.layer is None and self.plan.inferred is None:
-                self.layer = build_layer(_corrected(self.plan, param, received))
+        if expected == received or param.param == "normalized_shape":
+            return
+        if self.trace.second_pass:  # it matched with the first sizes: it follows a symbol
+            fail(self._symbolic(param, received, args[0]), self.plan.span)
+        if self.plan.inferred is not None:
+            fail(f"{self.plan.call_text()} was inferred with {param.param}={expected} from an "
+                 f"earlier call, but now receives {self.trace.described(args[0])}",
+                 self.plan.span)
+        # Report it, then go on as if the spec were right, so later mistakes show too.
+        self.trace.errors.append(NetDSLError(
+            self._mismatch(param, expected, received, args[0]), self.plan.span))
+        if self.layer is None:
+            self.layer = build_layer(_corrected(self.plan, param, received))
 
     def _fill(self, param: InputDim, received: int, value: torch.Tensor) -> None:
-        if received in self.trace.symbols:
-            fail(f"cannot infer {param.param} of {self.plan.call_text()}: it receives "
-                 f"{self.trace.described(value)}, where that dimension is symbolic",
-                 self.plan.span)
+        # A size that differs in the second pass follows a symbol; caught there, see above.
         self.plan.fill(received)
+
+    def _symbolic(self, param: InputDim, received: int, value: torch.Tensor) -> str:
+        shape = [self.trace.symbols.get(d, str(d)) for d in value.shape]
+        if received not in self.trace.symbols:
+            shape[param.dim] = "?"  # a size computed from symbols: no single number to show
+        label = self.trace.labels.get(id(value), ("", value))[0]
+        received_text = f"{label}: [{', '.join(shape)}]" if label else f"[{', '.join(shape)}]"
+        verb = "infer" if self.plan.infer is not None else "check"
+        why = "is symbolic" if received in self.trace.symbols else \
+            "depends on a symbolic dimension"
+        return (f"cannot {verb} {param.param} of {self.plan.written_text()}: it receives "
+                f"{received_text}, where that dimension {why}")
 
     def _mismatch(self, param: InputDim, expected: Any, received: int,
                   value: torch.Tensor) -> str:
         call = self.plan.call_text()
-        if self.plan.inferred is not None:
-            return (f"{call} was inferred with {param.param}={expected} from an earlier call, "
-                    f"but now receives {self.trace.described(value)}")
         return (f"{call} expects {expected} {param.what}, but receives {received} "
                 f"({self.trace.described(value)}); write "
                 f"{_corrected(self.plan, param, received).call_text()}"
@@ -260,7 +328,8 @@ def trace_shapes(plan: ModelPlan, inputs: list[InputPlan] | None = None) -> Trac
         names = sorted({d for i in inputs for d in (i.shape or []) if isinstance(d, str)})
         if len(names) > len(SENTINELS):
             fail(f"too many symbolic dimensions (at most {len(SENTINELS)})", inputs[0].span)
-        trace.symbols = dict(zip(SENTINELS, names, strict=False))
+        trace.first_symbols = trace.symbols = dict(zip(SENTINELS, names, strict=False))
+        trace.second_symbols = dict(zip(SECOND_SENTINELS, names, strict=False))
         _run(plan, inputs, trace)
     if not trace.errors:  # after a failed run, layers it did not reach say nothing new
         _report_uninferred(plan, trace, bool(inputs))
@@ -270,19 +339,32 @@ def trace_shapes(plan: ModelPlan, inputs: list[InputPlan] | None = None) -> Trac
 def _run(plan: ModelPlan, inputs: list[InputPlan], trace: Trace) -> None:
     model = probe_tree(plan, trace)
     _named(model, plan)
+    runs = _argument_runs(plan, inputs)
+    for values in runs:
+        trace.outputs.append(_call(model, inputs, values, trace))
+        if trace.errors:
+            return
+    if trace.symbols:  # once more with other sizes for the symbols, to see what follows them
+        trace.second_pass, trace.symbols = True, trace.second_symbols
+        try:
+            _call(model, inputs, runs[0], trace)
+        finally:
+            trace.symbols = trace.first_symbols
+
+
+def _call(model: nn.Module, inputs: list[InputPlan], values: dict[str, Any],
+          trace: Trace) -> Any:
     sizes = {name: size for size, name in trace.symbols.items()}
-    for values in _argument_runs(plan, inputs):
-        with _tracing(trace):
-            tensors = [torch.empty([sizes.get(d, d) for d in i.shape]) if i.shape is not None
-                       else values[i.name] for i in inputs]  # type: ignore[misc]
-            for item, tensor in zip(inputs, tensors, strict=True):
-                trace.label(tensor, item.name)
-            try:
-                trace.outputs.append(model(*tensors))
-            except NetDSLError as err:
-                trace.errors.append(err)
-            if trace.errors:
-                return
+    with _tracing(trace):
+        tensors = [torch.empty([sizes.get(d, d) for d in i.shape]) if i.shape is not None
+                   else values[i.name] for i in inputs]  # type: ignore[misc]
+        for item, tensor in zip(inputs, tensors, strict=True):
+            trace.label(tensor, item.name)
+        try:
+            return model(*tensors)
+        except NetDSLError as err:
+            trace.errors.append(err)
+            return None
 
 
 def _argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, Any]]:

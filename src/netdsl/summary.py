@@ -57,8 +57,9 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
         call = calls.get(path)
         params = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        output = trace.shape_text(call.output) if call and call.output is not None else None
-        macs = _mult_adds(module, call, batch)
+        output = trace.dims_text(call.output, call.second) if call and call.output is not None \
+            else None
+        macs = _mult_adds(module, call, batch) if _countable(call, batch) else None
         summary.rows.append(Row(path, layer.call_text(INFERRED_MARK), output, params, trainable,
                                 macs))
     parameters = list(model.parameters())
@@ -102,6 +103,15 @@ def _batch_size(trace: Trace, inputs: list[InputPlan]) -> int:
 
 def _dims(shape: list[int | str]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _countable(call: LayerCall | None, batch: int) -> bool:
+    """Multiply-adds are a number only if no size but the batch follows a symbol."""
+    if call is None or call.output is None or call.second is None:
+        return True
+    varying = [i for i, (a, b) in enumerate(zip(call.output, call.second, strict=False))
+               if a != b]
+    return varying in ([], [0]) and (not varying or batch != 1)
 
 
 def _mult_adds(module: nn.Module, call: LayerCall | None, batch: int) -> int | None:

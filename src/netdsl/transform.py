@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lark import Token, Transformer, Tree, v_args
+from lark import Token, Tree, v_args
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
 from . import nodes as n
 from .errors import Span
@@ -37,7 +38,7 @@ def unquote(token: str) -> str:
 
 
 @v_args(meta=True)
-class ToNodes(Transformer[Token, Any]):
+class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stack
     def __init__(self, path: str):
         super().__init__()
         self.path = path
@@ -203,7 +204,11 @@ class ToNodes(Transformer[Token, Any]):
         return n.Name(span=self._span(meta), id=str(items[0]))
 
     def int(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return n.Constant(span=self._span(meta), value=int(items[0].replace("_", "")))
+        digits = items[0].replace("_", "")
+        # Python refuses to convert over ~4300 digits; such a literal is "too large" (an
+        # infinite float, which evaluation reports) rather than an exception in a transformer.
+        value = int(digits) if len(digits) < 4000 else float("inf")
+        return n.Constant(span=self._span(meta), value=value)
 
     def float(self, meta: Meta, items: list[Token]) -> n.Constant:
         return n.Constant(span=self._span(meta), value=float(items[0].replace("_", "")))
