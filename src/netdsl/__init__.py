@@ -19,9 +19,13 @@ from .api import (
     reinitialize,
     summary,
 )
-from .errors import NetDSLError, Span, UnknownKeyError
+from .errors import InternalError, NetDSLError, Span, UnknownKeyError
+from .limits import Limits
 
 __version__ = "0.1.0"
 
-__all__ = ["NetDSLError", "Span", "UnknownKeyError", "__version__", "check", "init_report", "load",
-           "load_plan", "loads", "parse", "parse_file", "probe", "reinitialize", "summary"]
+__all__ = [
+    "InternalError", "Limits", "NetDSLError", "Span", "UnknownKeyError", "__version__", "check",
+    "init_report", "load", "load_plan", "loads", "parse", "parse_file", "probe", "reinitialize",
+    "summary",
+]

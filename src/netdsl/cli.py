@@ -19,6 +19,7 @@ from . import __version__
 from .api import check, init_report, probe, summary
 from .errors import NetDSLError
 from .gain import NONLINEARITIES, measure
+from .limits import DEFAULT_LIMITS, Limits
 from .plot import PlotUnavailable, plot_stds
 from .probe import render as render_probe
 from .summary import render
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path)
     check_cmd.add_argument("--format", choices=["text", "json"], default="text",
                            help="json prints one object with every diagnostic to stdout")
+    _add_limits(check_cmd)
     summary_cmd = commands.add_parser(
         "summary", help="a table of layers, output shapes and parameter counts (on meta)")
     summary_cmd.add_argument("file", metavar="FILE", type=Path)
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
                              metavar="NAME=VALUE", help="override a model parameter")
     summary_cmd.add_argument("--format", choices=["text", "json"], default="text")
+    _add_limits(summary_cmd)
     _add_lab_commands(commands)
     return parser
 
@@ -79,6 +82,7 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     probe_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
     probe_cmd.add_argument("--plot", type=Path, metavar="PNG",
                            help="write the std per layer, one curve per file, to a PNG")
+    _add_limits(probe_cmd)
     gain_cmd = commands.add_parser(
         "gain", help="calculate_gain next to the gain measured on standard-normal samples")
     gain_cmd.add_argument("nonlinearity", choices=sorted(NONLINEARITIES))
@@ -91,6 +95,33 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     report_cmd.add_argument("--model")
     report_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
                             metavar="NAME=VALUE")
+
+
+_LIMIT_FLAGS = {"max_bytes": "spec size in bytes", "max_depth": "nesting depth",
+                "max_modules": "modules built", "max_params": "parameters on a real device",
+                "max_meta_params": "parameters described, on the meta device"}
+
+
+def _add_limits(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("limits (see docs/security.md)")
+    for name, what in _LIMIT_FLAGS.items():
+        default = getattr(DEFAULT_LIMITS, name)
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_positive,
+                           default=default, metavar="N", help=f"{what} (default {default:,})")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
 
 
 def _int_shape(text: str) -> list[int]:
@@ -149,7 +180,8 @@ def run_summary(args: argparse.Namespace) -> int:
     if _missing([args.file]):
         return EXIT_USAGE
     try:
-        result = summary(args.file, model=args.model, inputs=args.input, **dict(args.param))
+        result = summary(args.file, model=args.model, inputs=args.input, limits=_limits(args),
+                         **dict(args.param))
     except NetDSLError as err:
         return _report(err)
     if args.format == "json":
@@ -159,14 +191,14 @@ def run_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_check(files: Sequence[Path], fmt: str) -> Report:
+def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS) -> Report:
     report = Report()
     for path in files:
         if not path.exists():
             report.usage_errors.append(f"netdsl: error: {path}: no such file")
             continue
         report.checked += 1
-        report.errors += check(path)
+        report.errors += check(path, limits=limits)
     for message in report.usage_errors:
         print(message, file=sys.stderr)
     if fmt == "json":
@@ -190,7 +222,7 @@ def run_probe(args: argparse.Namespace) -> int:
         for path in args.files:
             results.append((path, probe(path, args.input, seed=args.seed,
                                         backward=args.backward, model=args.model,
-                                        **dict(args.param))))
+                                        limits=_limits(args), **dict(args.param))))
     except NetDSLError as err:
         return _report(err)
     if args.json:
@@ -270,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "init-report": run_init_report}
         if args.command in commands:
             return commands[args.command](args)
-        return run_check(args.files, args.format).exit_code
+        return run_check(args.files, args.format, _limits(args)).exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `netdsl init-report ... | head`: the reader has gone
