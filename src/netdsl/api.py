@@ -18,7 +18,7 @@ from torch import nn
 
 from . import nodes as n
 from . import provenance
-from .build import build
+from .build import build, count_parameters, has_rules
 from .check import Checker
 from .errors import InternalError, NetDSLError, did_you_mean, fail
 from .expectations import check_expectations
@@ -94,8 +94,7 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
 
 def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:
     """Count the parameters on the meta device; refuse before a real build allocates them."""
-    with torch.device("meta"):
-        count = sum(p.numel() for p in build(plan).parameters())
+    count = count_parameters(plan)
     if count > budget:
         fail(f"{plan.name} has {count:,} parameters, over the limit of {budget:,} ({setting}; "
              f"build on device=\"meta\" to inspect it)", plan.span)
@@ -220,12 +219,13 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLE
         trace = trace_shapes(plan)
         if trace.errors:
             return trace.errors
-        _check_params(plan, checker.limits.max_meta_params, "Limits.max_meta_params")
-        with torch.device("meta"):
-            model = build(plan)
+        count = _check_params(plan, checker.limits.max_meta_params, "Limits.max_meta_params")
+        if has_rules(plan):  # init rules are checked by applying them, on meta
+            with torch.device("meta"):
+                build(plan)
     except NetDSLError as err:
         return err.errors
-    return check_expectations(plan, trace, model)
+    return check_expectations(plan, trace, count)
 
 
 def summary(path: PathLike, *, model: str | None = None,

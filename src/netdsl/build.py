@@ -11,11 +11,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import torch
 from torch import nn
 
 from .errors import fail
 from .initialize import apply_rules
-from .plan import DictPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
+from .plan import (
+    DictPlan,
+    LayerPlan,
+    ListPlan,
+    ModelPlan,
+    Plan,
+    SequentialPlan,
+    layers_of,
+    walk_plans,
+)
 
 # One class per model or block name and forward function, so that repeated instances of a block
 # share their class (as a hand-written block would) and print alike.
@@ -68,3 +78,26 @@ def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> n
 def _first_line(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]
+
+
+def has_rules(plan: Plan) -> bool:
+    """Whether any model or block in the plan has init rules."""
+    return any(isinstance(p, ModelPlan) and p.rules for p in walk_plans(plan))
+
+
+def count_parameters(plan: Plan) -> int:
+    """The parameters the plan builds, counted on the meta device without building it whole.
+
+    Every distinct layer call is constructed once on meta (so torch's constructor checks still
+    run and are located), then counted as often as it occurs: a 10,000-layer stack of one layer
+    costs one construction. Containers and blocks hold no parameters of their own.
+    """
+    sizes: dict[tuple[type, str], int] = {}
+    total = 0
+    with torch.device("meta"):
+        for layer in layers_of(plan):
+            key = (layer.cls, layer.call_text())
+            if key not in sizes:
+                sizes[key] = sum(p.numel() for p in build_layer(layer).parameters())
+            total += sizes[key]
+    return total

@@ -7,7 +7,7 @@ so :class:`LayerPlan` keeps its keyword arguments in a mutable dict.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -153,3 +153,39 @@ def child_kind(plan: Plan) -> ChildKind:
     if isinstance(plan, DictPlan):
         return "dict"
     return "module"
+
+
+def children_of(plan: Plan) -> list[tuple[str, Plan]]:
+    """A plan's children with the names ``named_modules`` gives them (none for a layer)."""
+    if isinstance(plan, LayerPlan):
+        return []
+    if isinstance(plan, SequentialPlan):
+        return [(name if name is not None else str(i), p)
+                for i, (name, p) in enumerate(plan.items)]
+    if isinstance(plan, ListPlan):
+        return [(str(i), p) for i, p in enumerate(plan.items)]
+    if isinstance(plan, DictPlan):
+        return list(plan.items)
+    return list(plan.children)
+
+
+def walk_plans(plan: Plan) -> Iterator[Plan]:
+    """Every plan in the tree, the root first (iterative: deep trees cost no stack)."""
+    stack = [plan]
+    while stack:
+        item = stack.pop()
+        yield item
+        stack += [child for _, child in reversed(children_of(item))]
+
+
+def layers_of(plan: Plan) -> Iterator[LayerPlan]:
+    return (p for p in walk_plans(plan) if isinstance(p, LayerPlan))
+
+
+def layers_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, LayerPlan]]:
+    """Every layer with its module path, in module order (as ``named_modules`` names them)."""
+    if isinstance(plan, LayerPlan):
+        yield prefix, plan
+        return
+    for key, child in children_of(plan):
+        yield from layers_with_paths(child, f"{prefix}.{key}" if prefix else key)

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from .initialize import apply_rules, matches, winning_rule
-from .plan import LayerPlan, ModelPlan, Plan, RulePlan
-from .summary import children_of
+from .plan import LayerPlan, ModelPlan, Plan, RulePlan, children_of, walk_plans
 
 
 @dataclass
@@ -112,14 +111,10 @@ def _join(prefix: str, name: str) -> str:
 def _all_rules(plan: Plan) -> list[RulePlan]:
     """Every rule in the tree once per written rule (a block used twice has its rules twice)."""
     found: dict[int, RulePlan] = {}
-    stack = [plan]
-    while stack:
-        item = stack.pop()
+    for item in walk_plans(plan):
         if isinstance(item, ModelPlan):
             for rule in item.rules:
                 found.setdefault(id(rule.rule), rule)
-        if not isinstance(item, LayerPlan):
-            stack += [child for _, child in children_of(item)]
     return sorted(found.values(), key=lambda r: (r.rule.span.path, r.rule.span.line))
 
 

@@ -24,7 +24,16 @@ from .build import build_layer
 from .errors import NetDSLError, Span, fail
 from .forward import TRACER, Site
 from .infer import InputDim, input_dim
-from .plan import DictPlan, InputPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
+from .plan import (
+    DictPlan,
+    InputPlan,
+    LayerPlan,
+    ListPlan,
+    ModelPlan,
+    Plan,
+    SequentialPlan,
+    layers_of,
+)
 from .registry import layer_signature
 
 # Symbolic dimensions run as these sizes: large enough for any kernel and distinct, so that each
@@ -381,7 +390,7 @@ def _argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, A
 
 
 def _report_uninferred(plan: Plan, trace: Trace, has_inputs: bool) -> None:
-    for layer in _layers(plan):
+    for layer in layers_of(plan):
         if layer.complete:
             continue
         param = layer.infer[0].param if layer.infer else "?"
@@ -391,25 +400,8 @@ def _report_uninferred(plan: Plan, trace: Trace, has_inputs: bool) -> None:
             f"cannot infer {param} of {layer.call_text()}: {reason}", layer.span))
 
 
-def _layers(plan: Plan) -> Iterator[LayerPlan]:
-    if isinstance(plan, LayerPlan):
-        yield plan
-    elif isinstance(plan, SequentialPlan):
-        for _, p in plan.items:
-            yield from _layers(p)
-    elif isinstance(plan, ListPlan):
-        for p in plan.items:
-            yield from _layers(p)
-    elif isinstance(plan, DictPlan):
-        for _, p in plan.items:
-            yield from _layers(p)
-    else:
-        for _, p in plan.children:
-            yield from _layers(p)
-
-
 def needs_shapes(plan: ModelPlan) -> bool:
-    return bool(plan.inputs) or any(not layer.complete for layer in _layers(plan))
+    return bool(plan.inputs) or any(not layer.complete for layer in layers_of(plan))
 
 
 __all__ = ["LayerCall", "Probe", "Span", "Trace", "needs_shapes", "trace_shapes"]

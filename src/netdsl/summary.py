@@ -8,13 +8,12 @@ they can be counted honestly from the shapes: Linear, Bilinear and convolution l
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
 
-from .plan import DictPlan, InputPlan, LayerPlan, ListPlan, ModelPlan, Plan, SequentialPlan
+from .plan import InputPlan, ModelPlan, layers_with_paths
 from .shapes import LayerCall, Trace
 
 INFERRED_MARK = "*"
@@ -70,27 +69,6 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
     summary.mult_adds = sum(counted) if counted else None
     summary.mult_adds_per = "per sample" if batch != 1 else "for this input"
     return summary
-
-
-def layers_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, LayerPlan]]:
-    """Every layer with its module path, in module order (as ``named_modules`` names them)."""
-    if isinstance(plan, LayerPlan):
-        yield prefix, plan
-        return
-    for key, child in children_of(plan):
-        yield from layers_with_paths(child, f"{prefix}.{key}" if prefix else key)
-
-
-def children_of(plan: Plan) -> list[tuple[str, Plan]]:
-    if isinstance(plan, SequentialPlan):
-        return [(name if name is not None else str(i), p) for i, (name, p) in
-                enumerate(plan.items)]
-    if isinstance(plan, ListPlan):
-        return [(str(i), p) for i, p in enumerate(plan.items)]
-    if isinstance(plan, DictPlan):
-        return list(plan.items)
-    assert isinstance(plan, ModelPlan)
-    return list(plan.children)
 
 
 def _batch_size(trace: Trace, inputs: list[InputPlan]) -> int:
