@@ -20,7 +20,7 @@ from . import nodes as n
 from . import provenance
 from .build import build, count_parameters, has_rules
 from .check import Checker
-from .errors import InternalError, NetDSLError, did_you_mean, fail
+from .errors import InternalError, NetDSLError, Span, did_you_mean, fail
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
@@ -182,8 +182,10 @@ def _sources(texts: Mapping[str, str]) -> Iterator[None]:
             other.with_source(texts)
         raise
     except RecursionError:
+        where = next(iter(texts), "<string>")  # the spec that was loaded first
         raise NetDSLError("spec is nested too deeply to compile (an expression or a chain of "
-                          "blocks thousands of levels deep)") from None
+                          "blocks thousands of levels deep)",
+                          Span(path=where, line=1, column=1, end_line=1, end_column=2)) from None
     except Exception as err:  # a bug in netdsl: still no traceback for the user's spec
         raise InternalError(f"internal error ({type(err).__name__}: {err}); please report it "
                             f"with the spec") from err
