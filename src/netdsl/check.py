@@ -276,11 +276,11 @@ class Checker:
         signature = layer_signature(cls, name)
         omitted = omits_input_dim(signature, args, kwargs)
         infer = None
-        if omitted is None:
-            signature.bind(args, kwargs, node.span)
-        else:
-            without(signature, omitted.param).bind(args, kwargs, node.span)
+        written = signature if omitted is None else without(signature, omitted.param)
+        bound = written.bind(args, kwargs, node.span)
+        if omitted is not None:
             infer = input_dim(signature)
+        _check_window(name, bound, [*args, *kwargs], written)
         return LayerPlan(cls, name, [a.value for a in args],
                          {k.name: k.value for k in kwargs if k.name}, node.span, infer)
 
@@ -398,6 +398,32 @@ def dimension(node: n.Expr, env: dict[str, Any]) -> int | str:
         fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
              node.span)
     return value
+
+
+# Window sizes torch accepts at construction but cannot run with (Conv2d(3, 6, 0) builds, and
+# its forward then fails deep in the backend): checked here, where the spec can be pointed at.
+_POSITIVE = ("kernel_size", "stride", "dilation")
+
+
+def _check_window(name: str, bound: dict[str, Any], given: list[Arg],
+                  signature: Signature) -> None:
+    for param in _POSITIVE:
+        value = bound.get(param)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+            span = _arg_span(param, given, signature)
+            fail(f"{name}() argument '{param}' must be at least 1, got {value!r}", span)
+
+
+def _arg_span(param: str, given: list[Arg], signature: Signature) -> Span:
+    """Where an argument is written: by keyword, or at its position."""
+    for arg in given:
+        if arg.name == param:
+            return arg.span
+    names = [p.name for p in signature.params]
+    positional = [a for a in given if a.name is None]
+    index = names.index(param) if param in names else -1
+    return positional[index].span if 0 <= index < len(positional) else given[0].span
 
 
 def _range_signature(start: int, stop: int | None = None, step: int = 1) -> None:
