@@ -281,6 +281,9 @@ class Checker:
         if omitted is not None:
             infer = input_dim(signature)
         _check_window(name, bound, [*args, *kwargs], written)
+        for param, value in bound.items():  # LSTM(num_layers=...) builds that many layers inside
+            if param.endswith("layers") and isinstance(value, int) and value > 1:
+                self.count(value, _arg_span(param, [*args, *kwargs], written))
         return LayerPlan(cls, name, [a.value for a in args],
                          {k.name: k.value for k in kwargs if k.name}, node.span, infer)
 
