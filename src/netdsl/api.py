@@ -21,6 +21,7 @@ from . import provenance
 from .build import build, count_parameters, has_rules
 from .check import Checker
 from .errors import InternalError, NetDSLError, Span, did_you_mean, fail
+from .evaluate import MAX_INT_BITS
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
@@ -163,6 +164,9 @@ def bind_overrides(checker: Checker, decl: n.ModelDecl, params: Mapping[str, Any
         if key not in known:
             fail(f"{decl.name.name} has no parameter '{key}'"
                  f"{did_you_mean(key, known) or _list_params(known)}", decl.name.span)
+    for key, value in params.items():
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span)
     given = [Arg(value, decl.name.span, key, decl.name.span) for key, value in params.items()]
     return checker.bind_params(decl, [], given, decl.name.span)
 

@@ -200,7 +200,7 @@ def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS) 
         report.checked += 1
         report.errors += check(path, limits=limits)
     for message in report.usage_errors:
-        print(message, file=sys.stderr)
+        print(_safe(message), file=sys.stderr)
     if fmt == "json":
         print(json.dumps(_as_json(report), indent=2))
     else:

@@ -58,7 +58,7 @@ class NetDSLError(Exception):
     def with_source(self, sources: Mapping[str, str]) -> NetDSLError:
         """Fill in the source line from the texts of the files involved (keyed by path)."""
         if self.span is not None and self.source_line is None and self.span.path in sources:
-            lines = sources[self.span.path].splitlines()
+            lines = sources[self.span.path].split("\n")  # lines as the parser counts them
             if 0 < self.span.line <= len(lines):
                 self.source_line = lines[self.span.line - 1]
         return self

@@ -135,6 +135,8 @@ def _binop(expr: n.BinOp, env: Mapping[str, Value]) -> Value:
         fail("division by zero", expr.span)
     except (OverflowError, ValueError) as err:
         fail(f"arithmetic error: {err}", expr.span)
+    if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+        fail("arithmetic error: result is too large", expr.span)
     if isinstance(result, complex):
         fail("arithmetic error: result is a complex number", expr.span)
     if isinstance(result, float) and not math.isfinite(result):

@@ -415,7 +415,7 @@ class ForwardCompiler:
         """A helper the generated code calls to raise a located error for an unknown key."""
         what = _kind_name(target)
 
-        lines = self.source.splitlines()
+        lines = self.source.split("\n")
         line = lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
         def unknown_key(key: object) -> None:

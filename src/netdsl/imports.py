@@ -29,10 +29,11 @@ class Unit:
 def read_spec(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
     """The text of a spec file; unreadable or oversized files are errors, not tracebacks."""
     try:
-        size = path.stat().st_size
         if path.is_file():
-            check_size(size, limits, str(path))  # before reading a byte of it
-        data = path.read_bytes()
+            check_size(path.stat().st_size, limits, str(path))  # before reading a byte of it
+        with path.open("rb") as stream:  # a FIFO or device has no size: read one byte past
+            data = stream.read(limits.max_bytes + 1)
+        check_size(len(data), limits, str(path))
     except IsADirectoryError:
         raise NetDSLError(f"{path}: is a directory, not a spec file") from None
     except OSError as err:

@@ -121,7 +121,7 @@ def _all_rules(plan: Plan) -> list[RulePlan]:
 def rule_text(rule: RulePlan, sources: Mapping[str, str]) -> str:
     """``path:line: Linear.weight: normal(0, 1)``, the rule as written."""
     span = rule.rule.span
-    lines = sources.get(span.path, "").splitlines()
+    lines = sources.get(span.path, "").split("\n")
     if 0 < span.line <= len(lines):
         written = lines[span.line - 1][span.column - 1:].split("#")[0].strip()
     else:

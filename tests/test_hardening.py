@@ -1,0 +1,1104 @@
+"""Hardening: hostile, broken and oversized specs meet clean, located NetDSLErrors.
+
+Specs are data from pull requests and model hubs. Whatever a spec holds, netdsl either compiles it
+or raises a NetDSLError that is not an InternalError (a bug in netdsl); nothing else escapes: no
+RecursionError, no traceback, no hang, no unbounded allocation, no way to reach Python.
+
+The fuzz tests (``-m fuzz``) run 1,000 cases each by default; the long run is
+``NETDSL_FUZZ_EXAMPLES=20000 pytest -m fuzz -s tests/test_hardening.py`` (``-s`` shows the
+statistics: acceptance rate, outcomes, slowest case). ``NETDSL_FUZZ_SEED=n`` draws other cases
+(the default run is derandomized, so CI always sees the same ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lark
+import pytest
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from hypothesis.extra.lark import from_lark
+
+import netdsl
+from netdsl import InternalError, Limits, NetDSLError
+from netdsl.cli import main
+from netdsl.parser import grammar_text
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = ROOT / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.rglob("*.net"))
+
+FUZZ_EXAMPLES = int(os.environ.get("NETDSL_FUZZ_EXAMPLES", "1000"))
+FUZZ_SEED = os.environ.get("NETDSL_FUZZ_SEED")
+# Fuzzed specs may ask for anything; these bounds keep one case cheap (the defaults allow
+# 10^9 parameters and 100,000 modules, which a mutant of alexnet.net can reach).
+FUZZ_LIMITS = Limits(max_params=2_000_000, max_modules=2_000)
+FUZZ_CLI_LIMITS = ["--max-modules", "2000"]
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+def fuzz_settings(examples: int) -> Callable[[T], T]:
+    """Hypothesis settings of the fuzz tests: no database, no deadline, derandomized."""
+
+    def decorate(test: T) -> T:
+        configured = settings(max_examples=examples, deadline=None, database=None,
+                              derandomize=FUZZ_SEED is None, print_blob=False,
+                              suppress_health_check=list(HealthCheck))(test)
+        if FUZZ_SEED is not None:
+            configured = seed(int(FUZZ_SEED))(configured)
+        return configured  # type: ignore[no-any-return]
+
+    return decorate
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@dataclass
+class FuzzStats:
+    """What a fuzz run saw: cases, acceptance, error kinds and the slowest case."""
+
+    name: str
+    cases: int = 0
+    accepted: int = 0
+    parsed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    slowest: float = 0.0
+    slowest_case: str = ""
+    total_seconds: float = 0.0
+
+    @contextlib.contextmanager
+    def case(self, description: Callable[[], str]) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.cases += 1
+            self.total_seconds += elapsed
+            if elapsed > self.slowest:
+                self.slowest, self.slowest_case = elapsed, description()
+
+    def outcome(self, err: NetDSLError | None) -> None:
+        self.outcomes["ok" if err is None else error_kind(err)] += 1
+
+    def report(self) -> str:
+        def share(count: int) -> str:
+            return f"{count} ({count / self.cases:.1%})" if self.cases else "0"
+
+        common = "\n".join(f"    {count:6d}  {kind}" for kind, count in
+                           self.outcomes.most_common(15))
+        parsed = f"parsed {share(self.parsed)}; " if self.parsed else ""
+        return (f"\n[{self.name}] {self.cases} cases in {self.total_seconds:.1f} s; "
+                f"{parsed}loaded {share(self.accepted)}\n"
+                f"  slowest case {self.slowest:.3f} s: {self.slowest_case[:400]!r}\n"
+                f"  outcomes ({len(self.outcomes)} kinds):\n{common}")
+
+
+def error_kind(err: NetDSLError) -> str:
+    """A message with its specifics (quoted text, numbers) blanked: groups errors by kind."""
+    message = re.sub(r"'[^']*'|\"[^\"]*\"|\([^()]*\)|\[[^\[\]]*\]", "_", err.message)
+    return re.sub(r"\d[\d,_]*", "#", message)[:90]
+
+
+def assert_clean(err: NetDSLError) -> None:
+    """A NetDSLError as users should see it: not a bug report, located when it has a span,
+    renderable; syntax errors always located."""
+    assert not isinstance(err, InternalError), err.render()
+    assert err.errors and err.errors[0] is err
+    for each in err.errors:
+        assert not isinstance(each, InternalError), each.render()
+        if each.span is not None:
+            assert each.line is not None and each.line >= 1, each.render()
+            assert each.column is not None and each.column >= 1, each.render()
+        each.render("error")
+    if err.message.startswith("syntax error"):
+        assert err.line is not None and err.line >= 1
+        assert err.column is not None and err.column >= 1
+
+
+def attempt(call: Callable[[], object]) -> NetDSLError | None:
+    """Run ``call``; return the NetDSLError it raised (checked clean), or None. Any other
+    exception (RecursionError, a torch error, ...) propagates and fails the test."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            call()
+    except NetDSLError as err:
+        assert_clean(err)
+        return err
+    return None
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    """``netdsl`` in process: exit code and stderr. ``main`` must return, never raise."""
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(list(argv))
+    return code, err.getvalue()
+
+
+def assert_log_safe(text: str) -> None:
+    """Terminal and CI-log safe: no raw control characters, no line that GitHub Actions would
+    read as a workflow command (``::error::...``, even indented)."""
+    raw = {c for c in text if c != "\n" and not c.isprintable()}
+    assert not raw, f"raw control characters {sorted(raw)!r} in {text!r}"
+    for line in text.splitlines():
+        assert not line.lstrip().startswith("::"), line
+
+
+def load_error(text: str, **kwargs: Any) -> NetDSLError:
+    with pytest.raises(NetDSLError) as info:
+        netdsl.loads(text, **kwargs)
+    assert_clean(info.value)
+    return info.value
+
+
+def where(err: NetDSLError) -> tuple[str, int | None, int | None]:
+    return err.message, err.line, err.column
+
+
+# ------------------------------------------------------------------ a. generated specs
+
+_LARK = lark.Lark(grammar_text(), parser="lalr", start=["start", "model_decl"])
+_PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
+
+# Names that mean something to netdsl (and some that must mean nothing): generated specs use
+# them often enough to get past "unknown layer" and into the checker, shapes and builder.
+_VOCABULARY = [
+    # layers
+    "Linear", "Conv2d", "ReLU", "BatchNorm2d", "BatchNorm1d", "Dropout", "Flatten", "MaxPool2d",
+    "AdaptiveAvgPool2d", "Embedding", "LSTM", "GRU", "Identity", "Tanh", "LayerNorm",
+    "GroupNorm", "PReLU", "Softmax", "MultiheadAttention", "ConvTranspose2d", "Upsample",
+    # ops, methods, attributes, constant and init functions
+    "relu", "tanh", "flatten", "view", "reshape", "cat", "stack", "softmax", "size", "add",
+    "mean", "sum", "permute", "transpose", "chunk", "shape", "ndim", "T", "sqrt", "exp", "log",
+    "abs", "min", "max", "int", "float", "round", "gain", "xavier_uniform", "kaiming_normal",
+    "zeros", "ones", "normal", "uniform", "constant", "orthogonal", "weight", "bias", "Module",
+    # names of the spec's own things, types, expectations
+    "x", "y", "n", "N", "C", "H", "W", "i", "layer", "layers", "classes", "width", "features",
+    "head", "out", "fan_in", "fan_out", "output", "params", "str", "bool", "M", "B",
+    # hostile
+    "eval", "exec", "open", "print", "getattr", "globals", "self", "os", "torch", "nn", "F",
+    "class", "lambda", "Sequential", "object", "type",
+]
+def _mostly(pool: list[str], regex: str) -> st.SearchStrategy[str]:
+    """Three in four from ``pool``, the rest from ``regex`` over printable ASCII (drawing from a
+    pool is cheap; from_regex costs a draw per character)."""
+    return st.one_of(st.sampled_from(pool), st.sampled_from(pool), st.sampled_from(pool),
+                     st.from_regex(regex, fullmatch=True, alphabet=_PRINTABLE))
+
+
+_SPECIAL_TERMINALS: dict[str, st.SearchStrategy[str]] = {
+    "NAME": _mostly(_VOCABULARY, r"[A-Za-z][A-Za-z0-9_]{0,10}"),
+    "INT": _mostly(["0", "1", "2", "3", "4", "8", "16", "1_0", "007", "100000", "10" * 10],
+                   r"[0-9](_?[0-9]){0,12}"),
+    "FLOAT": _mostly(["0.5", ".5", "5.", "1e-3", "2.5E+3", "1e999", "0.0", "1_0.0_1"],
+                     r"[0-9]{0,3}\.[0-9]{1,3}([eE][-+]?[0-9]{1,4})?"),
+    "STRING": _mostly(['"relu"', "'tanh'", '"fan_in"', '"fan_out"', '"zeros"', '"reflect"',
+                       '"classifier.*"', '"*.bias"', '"blocks.net"', '"../x.net"',
+                       '"/etc/passwd"', '"leaky_relu"', "'::error::x'", '"a\\"b"', '""'],
+                      r'"([^"\\]|\\[ -~]){0,12}"'),
+    "COMMENT": st.sampled_from(["#", "# comment", "#\tx", "# {[(", "# \"'"]),
+}
+
+
+def _terminal_strategies(start: str) -> dict[str, st.SearchStrategy[str]]:
+    """Every terminal, ASCII, followed by a space: from_lark concatenates terminals, and
+    ``model`` + ``M`` must not lex as the name ``modelM``, nor ``1`` + ``.`` as a float. Other
+    whitespace (newlines, CRLF, tabs, form feeds) and comments come from the ignored terminals,
+    which from_lark inserts between symbols."""
+    terminals, _, ignore = _LARK.grammar.compile([start], ())
+    explicit: dict[str, st.SearchStrategy[str]] = {}
+    for terminal in terminals:
+        if terminal.name in _SPECIAL_TERMINALS:
+            base = _SPECIAL_TERMINALS[terminal.name]
+        elif terminal.name in ignore:
+            base = st.sampled_from(["\n", "\t", "\r\n", "\x0c", "\n    "])
+        elif terminal.pattern.type == "str":
+            base = st.just(terminal.pattern.value)
+        else:
+            base = st.from_regex(terminal.pattern.to_regexp(), fullmatch=True,
+                                 alphabet=_PRINTABLE)
+        end = "\n" if terminal.name == "COMMENT" else " "
+        explicit[terminal.name] = base.map(lambda text, end=end: text + end)
+    return explicit
+
+
+# Whole files (imports, blocks, models; most fail early: an import that does not resolve, no
+# model), and single models (`block` drawn as `model`), which get further into the checker.
+GENERATED_SPECS = st.one_of(
+    from_lark(_LARK, start="start", explicit=_terminal_strategies("start")),
+    from_lark(_LARK, start="model_decl",
+              explicit={**_terminal_strategies("model_decl"), "BLOCK": st.just("model ")}),
+)
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_generated_specs_load_or_fail_cleanly(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grammatical text with netdsl's vocabulary: loads, or a clean NetDSLError."""
+    monkeypatch.chdir(tmp_path)  # imports in generated specs resolve (and fail) in here
+    stats = FuzzStats("generated specs")
+    spec_file = tmp_path / "generated.net"
+
+    @fuzz_settings(FUZZ_EXAMPLES)
+    @given(text=GENERATED_SPECS, also_check=st.integers(0, 3))
+    def run(text: str, also_check: int) -> None:
+        with stats.case(lambda: text):
+            if attempt(lambda: netdsl.parse(text)) is None:
+                stats.parsed += 1
+            err = attempt(lambda: netdsl.loads(text, limits=FUZZ_LIMITS))
+            stats.outcome(err)
+            stats.accepted += err is None
+            if also_check == 0:
+                spec_file.write_text(text, encoding="utf-8")
+                errors = netdsl.check(spec_file, limits=FUZZ_LIMITS)
+                for each in errors:
+                    assert_clean(each)
+
+    run()
+    print(stats.report())
+    assert stats.cases >= FUZZ_EXAMPLES
+    assert stats.parsed > 0 and stats.accepted > 0
+
+
+# A generator of meaningful networks: sequential stacks of Conv2d / BatchNorm / ReLU / MaxPool2d,
+# flatten, Linear / BatchNorm1d / ReLU, with input declarations, input dimensions written or left
+# out to be inferred. A broken one gets a wrong input dimension in one layer.
+
+INDENT = " " * 8  # layers sit inside `name = sequential {`, one per line
+
+
+@dataclass(frozen=True)
+class Layer:
+    text: str  # as written in the consistent spec
+    broken: str | None  # the same layer with a wrong input dimension, if it has one
+
+
+@dataclass(frozen=True)
+class Network:
+    text: str
+    input_shape: tuple[int, ...]  # without the batch dimension
+    output_shape: tuple[int, ...]
+    broken: tuple[int, str, int] | None  # line, layer text, the dimension it really receives
+
+
+@st.composite
+def networks(draw: st.DrawFn, *, broken: bool) -> Network:
+    convolutional = draw(st.booleans())
+    features: list[tuple[Layer, int]] = []  # layer, the input dimension it receives
+    if convolutional:
+        c, h, w = draw(st.integers(1, 4)), draw(st.integers(3, 10)), draw(st.integers(3, 10))
+        input_shape: tuple[int, ...] = (c, h, w)
+        for _ in range(draw(st.integers(0, 4))):
+            kind = draw(st.sampled_from(["conv", "conv", "bn", "relu", "pool"]))
+            written = draw(st.booleans())
+            wrong = c + draw(st.integers(1, 3))
+            if kind == "conv":
+                out, k = draw(st.integers(1, 6)), draw(st.integers(1, min(3, h, w)))
+                pad = draw(st.integers(0, 1))
+                rest = f"{out}, {k}, padding={pad}"
+                layer = Layer(f"Conv2d({c}, {rest})" if written else f"Conv2d({rest})",
+                              f"Conv2d({wrong}, {rest})")
+                features.append((layer, c))
+                c, h, w = out, h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            elif kind == "bn":
+                features.append((Layer(f"BatchNorm2d({c})" if written else "BatchNorm2d()",
+                                       f"BatchNorm2d({wrong})"), c))
+            elif kind == "relu":
+                features.append((Layer("ReLU()", None), c))
+            elif h >= 2 and w >= 2:
+                features.append((Layer("MaxPool2d(2)", None), c))
+                h, w = h // 2, w // 2
+        width = c * h * w
+    else:
+        width = draw(st.integers(1, 32))
+        input_shape = (width,)
+    head: list[tuple[Layer, int]] = []
+    kinds = draw(st.lists(st.sampled_from(["linear", "linear", "bn", "relu", "tanh"]),
+                          min_size=0, max_size=4))
+    for kind in [*kinds, "linear"]:
+        written = draw(st.booleans())
+        wrong = width + draw(st.integers(1, 3))
+        if kind == "linear":
+            out = draw(st.integers(1, 16))
+            layer = Layer(f"Linear({width}, {out})" if written else f"Linear({out})",
+                          f"Linear({wrong}, {out})")
+            head.append((layer, width))
+            width = out
+        elif kind == "bn":
+            head.append((Layer(f"BatchNorm1d({width})" if written else "BatchNorm1d()",
+                               f"BatchNorm1d({wrong})"), width))
+        else:
+            head.append((Layer("ReLU()" if kind == "relu" else "Tanh()", None), width))
+
+    dims = ", ".join(str(d) for d in input_shape)
+    lines = ["model Generated {", f"    input x: [N, {dims}]"]
+    breakable = [(i, entry) for i, entry in enumerate([*features, *head])
+                 if entry[0].broken is not None]
+    chosen = draw(st.sampled_from(breakable))[0] if broken else -1
+    found: tuple[int, str, int] | None = None
+    index = 0
+    for name, layers in (("features", features), ("head", head)):
+        if not layers:
+            continue
+        lines.append(f"    {name} = sequential {{")
+        for layer, receives in layers:
+            text = layer.text
+            if index == chosen:
+                assert layer.broken is not None
+                text = layer.broken
+                found = (len(lines) + 1, text, receives)
+            lines.append(f"{INDENT}{text}{draw(st.sampled_from(['', ',']))}")
+            index += 1
+        lines.append("    }")
+    stages = ["x", *(["features"] if features else []), "flatten(1)", "head"]
+    lines.append(f"    forward(x) = {' -> '.join(stages)}")
+    if draw(st.booleans()):
+        lines.append(f"    expect output: [N, {width}]")
+    lines.append("}")
+    return Network("\n".join(lines) + "\n", input_shape, (width,), found)
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_consistent_networks_load_and_run() -> None:
+    stats = FuzzStats("consistent networks")
+
+    @fuzz_settings(max(FUZZ_EXAMPLES // 10, 50))
+    @given(net=networks(broken=False))
+    def run(net: Network) -> None:
+        with stats.case(lambda: net.text):
+            model = netdsl.loads(net.text)
+            with torch.no_grad():
+                output = model(torch.randn(3, *net.input_shape))
+            assert tuple(output.shape) == (3, *net.output_shape), net.text
+            stats.accepted += 1
+
+    run()
+    print(stats.report())
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_inconsistent_networks_fail_at_the_layer() -> None:
+    stats = FuzzStats("inconsistent networks")
+
+    @fuzz_settings(max(FUZZ_EXAMPLES // 10, 50))
+    @given(net=networks(broken=True))
+    def run(net: Network) -> None:
+        assert net.broken is not None
+        line, layer, receives = net.broken
+        with stats.case(lambda: net.text):
+            err = load_error(net.text)
+            stats.outcome(err)
+        assert (err.line, err.column) == (line, len(INDENT) + 1), (net.text, err.render())
+        assert err.message.startswith(f"{layer} expects "), (net.text, err.render())
+        assert f"but receives {receives} " in err.message, (net.text, err.render())
+        assert err.source_line is not None and layer in err.source_line
+
+    run()
+    print(stats.report())
+
+
+# ------------------------------------------------------------------ b. mutated examples
+
+_TOKEN = re.compile(rb"[A-Za-z0-9_.]+|\"[^\"\n]*\"|\S")
+_SNIPPETS = [
+    b"(", b")", b"{", b"}", b"[", b"]", b",", b"->", b"**", b"=", b":", b".", b"-", b"*", b"@",
+    b"1e999", b"0", b"-1", b"10**10**10", b"2**4096", b" for i in range(100000)", b"__class__",
+    b"nn.", b"Linear(", b"sequential {", b"list [", b"dict {", b"model ", b"block ",
+    b"forward(x) = x", b"return ", b"let ", b"input x: [N, 3]", b"expect params: 5",
+    b"init { Linear.weight: zeros() }", b'from "lib.net" import X\n', b'from "../x.net" import X',
+    b"\x00", b"\x1b[31m", b"::error::x", b"\r", b"\x07", b"\x0c", b"\x85", b"\xff\xfe",
+    b"\xef\xbb\xbf", b"\xe2\x80\xa8", b'"', b"'", b"#", b"\\", b"\t", "L\u0456near".encode(),
+    b"true", b"none", b"x", b"self", b"import", b"eval(", b"open(", b"float(\"nan\")",
+]
+MUTATIONS = ("delete", "duplicate", "swap", "truncate", "bytes", "text", "snippet", "token")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    source: Path
+    data: bytes
+    steps: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.source.relative_to(EXAMPLES_DIR)}: {'; '.join(self.steps)}"
+
+
+_EXAMPLE_BYTES = {path: path.read_bytes() for path in EXAMPLES}
+
+
+def _mutate(draw: st.DrawFn, data: bytes) -> tuple[bytes, str]:
+    kind = draw(st.sampled_from(MUTATIONS))
+    size = len(data)
+    tokens = [m.span() for m in _TOKEN.finditer(data)]
+    if kind in ("delete", "duplicate"):
+        start = draw(st.integers(0, size))
+        end = draw(st.integers(start, min(size, start + 64)))
+        if kind == "delete":
+            return data[:start] + data[end:], f"delete {start}:{end}"
+        at = draw(st.integers(0, size))
+        return data[:at] + data[start:end] + data[at:], f"copy {start}:{end} to {at}"
+    if kind == "truncate":
+        at = draw(st.integers(0, size))
+        return data[:at], f"truncate at {at}"
+    if kind == "swap" and len(tokens) >= 2:
+        i = draw(st.integers(0, len(tokens) - 2))
+        j = draw(st.integers(i + 1, len(tokens) - 1))
+        (a, b), (c, d) = tokens[i], tokens[j]
+        return (data[:a] + data[c:d] + data[b:c] + data[a:b] + data[d:],
+                f"swap {data[a:b]!r}@{a} {data[c:d]!r}@{c}")
+    if kind == "token" and tokens:
+        a, b = tokens[draw(st.integers(0, len(tokens) - 1))]
+        new = draw(st.sampled_from(_SNIPPETS))
+        return data[:a] + new + data[b:], f"replace {data[a:b]!r}@{a} by {new!r}"
+    at = draw(st.integers(0, size))
+    if kind == "bytes":
+        new = draw(st.binary(min_size=1, max_size=8))
+    elif kind == "text":
+        new = draw(st.text(st.characters(codec="utf-8"), min_size=1, max_size=6)).encode()
+    else:
+        new = draw(st.sampled_from(_SNIPPETS))
+    return data[:at] + new + data[at:], f"insert {new!r} at {at}"
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> Mutant:
+    source = draw(st.sampled_from(EXAMPLES))
+    data = _EXAMPLE_BYTES[source]
+    steps = []
+    for _ in range(draw(st.integers(1, 4))):
+        data, step = _mutate(draw, data)
+        steps.append(step)
+    return Mutant(source, data, tuple(steps))
+
+
+@pytest.mark.fuzz
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_mutated_examples_fail_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every example, cut, spliced and sprinkled with odd bytes: parse, load and `netdsl check`
+    give a clean NetDSLError or succeed; the CLI exits 0 or 1 and its stderr is log-safe."""
+    work = tmp_path / "examples"
+    for path in EXAMPLES:  # pristine copies beside each mutant, so imports resolve
+        target = work / path.relative_to(EXAMPLES_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    stats = FuzzStats("mutated examples")
+    exit_codes: Counter[int] = Counter()
+
+    @fuzz_settings(FUZZ_EXAMPLES)
+    @given(mutant=mutants())
+    def run(mutant: Mutant) -> None:
+        folder = work / mutant.source.relative_to(EXAMPLES_DIR).parent
+        monkeypatch.chdir(folder)
+        Path("mutant.net").write_bytes(mutant.data)
+        text = mutant.data.decode("utf-8", "surrogateescape")
+        with stats.case(mutant.describe):
+            if attempt(lambda: netdsl.parse(text, path="mutant.net")) is None:
+                stats.parsed += 1
+            err = attempt(lambda: netdsl.loads(text, path="mutant.net", limits=FUZZ_LIMITS))
+            stats.outcome(err)
+            stats.accepted += err is None
+            code, stderr = run_cli("check", *FUZZ_CLI_LIMITS, "mutant.net")
+        exit_codes[code] += 1
+        assert code in (0, 1), (mutant.describe(), stderr)
+        assert "internal error" not in stderr, (mutant.describe(), stderr)
+        assert_log_safe(stderr)
+
+    run()
+    print(stats.report() + f"\n  netdsl check exit codes: {dict(sorted(exit_codes.items()))}")
+    assert stats.cases >= FUZZ_EXAMPLES
+
+
+# ------------------------------------------------------------------ c. exception hygiene
+
+
+@pytest.mark.parametrize(("spec", "message", "column"), [
+    ("model M { c = Linear(-1, 3) }",
+     "Linear(-1, 3): Trying to create tensor with negative dimension -1: [3, -1]", 15),
+    ("model M { c = Linear(True, 3) }",
+     "Linear() argument 'in_features' expects int, got bool (True)", 22),
+    ("model M { c = Embedding(-5, 2) }",
+     "Embedding(-5, 2): Trying to create tensor with negative dimension -5: [-5, 2]", 15),
+    ("model M { c = Linear(" + "1" * 5000 + ", 3) }", "number is too large", 22),
+    ("model M { c = Linear(1e999, 3) }", "number is too large", 22),
+    ("model M { c = Dropout(1e308 * 10) }",
+     "arithmetic error: result is not a finite number", 23),
+    ('model M { c = Dropout(float("nan")) }',
+     "float() argument 'x' expects float, got str ('nan')", 29),
+    ('model M { c = LeakyReLU(float("inf")) }',
+     "float() argument 'x' expects float, got str ('inf')", 31),
+    ("model M { c = Dropout(p=2.0) }",
+     "Dropout(p=2.0): dropout probability has to be between 0 and 1, but got 2.0", 15),
+])
+def test_rejected_arguments_are_located_errors(spec: str, message: str, column: int) -> None:
+    assert where(load_error(spec)) == (message, 1, column)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_kernel_size_zero_is_refused_at_the_argument() -> None:
+    """torch builds Conv2d(3, 6, 0) (an empty weight, a warning) but cannot run it: refused."""
+    with pytest.raises(NetDSLError) as info:
+        netdsl.loads("model M { c = Conv2d(3, 6, 0) }")
+    assert info.value.message == "Conv2d() argument 'kernel_size' must be at least 1, got 0"
+    assert (info.value.line, info.value.column) == (1, 28)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("layer", [
+    "Conv2d(3, 6, 0)",  # kernel size 0
+    "Conv2d(3, 6, 3, dilation=0)",
+    "Conv2d(3, 6, 3, stride=0)",
+    "ConvTranspose2d(3, 6, 3, stride=0)",
+])
+def test_a_checked_model_runs_on_its_declared_input(layer: str) -> None:
+    """The shape check runs on the meta device, whose kernels validate less than the CPU ones:
+    what the check accepts must still run on a real input of the declared shape."""
+    spec = f"model M {{\n    input x: [N, 3, 8, 8]\n    c = {layer}\n}}\n"
+    try:
+        model = netdsl.loads(spec)
+    except NetDSLError as err:  # refused by the check: fine, if cleanly and at the layer
+        assert_clean(err)
+        assert err.line == 3 and err.column is not None and err.column >= 9
+        return
+    with torch.no_grad():
+        model(torch.randn(2, 3, 8, 8))  # RuntimeError here: the check let it through
+
+
+def test_python_integer_digit_limit_in_a_parameter() -> None:
+    """A model parameter with more digits than Python will print (sys.get_int_max_str_digits)."""
+    load_error("model M(p: int = 5) { d = Linear(p, 2) }", p=10**5000)
+    load_error("model M(p: int = 5) { d = ReLU() forward(x) = x * p }", p=10**5000)
+
+
+def test_python_integer_digit_limit_from_lets() -> None:
+    """Constant arithmetic is bounded at 4,096 bits per * and **, but + adds a bit each time:
+    10,400 doublings make an int too long to print (over 4,300 digits)."""
+    lines = ["model M {", "    let a0 = 2**2048 * 2**2046"]
+    lines += [f"    let a{i} = a{i - 1} + a{i - 1}" for i in range(1, 10_400)]
+    lines += ["    fc = Linear(a10399, 2)", "}"]
+    load_error("\n".join(lines))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"model M { a = ReLU() } # \xc3\x28", "not UTF-8 text (byte 25)"),
+    ("model M { a = ReLU() }".encode("utf-16"), "not UTF-8 text (byte 0)"),
+    (b"\xfe\xff\x00m\x00o", "not UTF-8 text (byte 0)"),
+])
+def test_undecodable_files(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "odd.net"
+    path.write_bytes(content)
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(path)
+    assert_clean(info.value)
+    assert info.value.message == f"{path}: {message}"
+    assert [e.message for e in netdsl.check(path)] == [f"{path}: {message}"]
+    with pytest.raises(NetDSLError, match=re.escape(message)):
+        netdsl.parse_file(path)
+
+
+def test_nul_bytes_in_a_file_and_in_text(tmp_path: Path) -> None:
+    path = tmp_path / "nul.net"
+    path.write_bytes(b"model M {\n    a = ReLU() \x00\n}\n")
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(path)
+    assert where(info.value) == ("spec contains a NUL character", 2, 1)
+    assert where(load_error("\n\n\x00")) == ("spec contains a NUL character", 3, 1)
+
+
+def test_utf8_byte_order_mark(tmp_path: Path) -> None:
+    """A UTF-8 BOM (Windows editors) is not decoded away: it is a located syntax error."""
+    path = tmp_path / "bom.net"
+    path.write_bytes(b"\xef\xbb\xbfmodel M { a = ReLU() }")
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(path)
+    assert where(info.value) == ("syntax error: unexpected character '\\ufeff'", 1, 1)
+
+
+def test_directory_as_a_spec(tmp_path: Path) -> None:
+    message = f"{tmp_path}: is a directory, not a spec file"
+    for call in (netdsl.load, netdsl.parse_file, netdsl.summary):
+        with pytest.raises(NetDSLError) as info:
+            call(tmp_path)
+        assert_clean(info.value)
+        assert info.value.message == message
+    assert [e.message for e in netdsl.check(tmp_path)] == [message]
+
+
+def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load("gone.net")
+    assert info.value.message == "gone.net: cannot read: No such file or directory"
+    assert run_cli("check", "gone.net") == (2, "netdsl: error: gone.net: no such file\n")
+    assert run_cli("check", "gone.net", str(EXAMPLES_DIR / "lenet.net")) == (
+        2, "netdsl: error: gone.net: no such file\n")
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret.net"
+    path.write_text("model M { a = ReLU() }", encoding="utf-8")
+    path.chmod(0)
+    try:
+        path.read_bytes()
+    except PermissionError:
+        pass
+    else:  # root reads anything: make opening this file fail the way it does for others
+        real = Path.open
+
+        def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self.name == "secret.net":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", open_)
+    message = f"{path}: cannot read: Permission denied"
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(path)
+    assert_clean(info.value)
+    assert info.value.message == message
+    code, stderr = run_cli("check", str(path))
+    assert (code, stderr) == (1, f"error: {message}\nnetdsl: 0 valid, 1 invalid\n")
+
+
+def test_100000_nested_blocks() -> None:
+    spec = "model M { c = " + "list[" * 100_000 + "ReLU()" + "]" * 100_000 + " }"
+    start = time.perf_counter()
+    err = load_error(spec)
+    print(f"\n100,000 nested blocks refused in {time.perf_counter() - start:.3f} s")
+    assert where(err) == (
+        "nesting deeper than 100 levels (Limits.max_depth, netdsl check --max-depth)", 1, 514)
+    # with the depth limit out of the way, the parser's recursion is still caught
+    spec = "model M { c = " + "sequential{" * 10_000 + "ReLU()" + "}" * 10_000 + " }"
+    err = load_error(spec, limits=Limits(max_depth=10**6))
+    assert err.message.startswith("spec is nested too deeply")
+
+
+def test_100000_term_expression() -> None:
+    spec = "model M { c = Linear(" + "+".join(["1"] * 100_000) + ", 3) }"
+    start = time.perf_counter()
+    err = load_error(spec)
+    print(f"\n1+1+...+1 (100,000 terms) refused in {time.perf_counter() - start:.3f} s")
+    assert err.message == ("spec is nested too deeply to compile (an expression or a chain of "
+                           "blocks thousands of levels deep)")
+
+
+def test_chain_of_2000_blocks() -> None:
+    blocks = [f"block B{i} {{ a = B{i + 1}() }}" for i in range(2000)]
+    spec = "\n".join([*blocks, "block B2000 { a = ReLU() }", "model M { b = B0() }"])
+    assert where(load_error(spec)) == (
+        "blocks nest deeper than 100 levels (Limits.max_depth)", 100, 7)
+
+
+def test_reading_a_stream_stops_at_the_size_limit(tmp_path: Path) -> None:
+    """A FIFO (or /dev/zero, /dev/stdin) has no size to check before reading: netdsl must still
+    stop reading past max_bytes rather than read everything into memory."""
+    fifo = tmp_path / "stream.net"
+    os.mkfifo(fifo)
+    total = 64 << 20
+    written = [0]
+
+    def writer() -> None:
+        chunk = b" " * (1 << 16)
+        try:
+            with open(fifo, "wb") as stream:
+                while written[0] < total:
+                    stream.write(chunk)
+                    written[0] += len(chunk)
+        except BrokenPipeError:
+            pass
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(NetDSLError) as info:
+            netdsl.load(fifo, limits=Limits(max_bytes=1000))
+        assert_clean(info.value)
+    finally:  # if netdsl never opened the FIFO, open it so the writer gets EPIPE and ends
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        thread.join(10)
+    assert written[0] < total, f"netdsl read all {written[0]:,} bytes of the stream"
+
+
+# ------------------------------------------------------------------ d. limits at the boundary
+
+
+def test_max_bytes_counts_utf8_bytes(tmp_path: Path) -> None:
+    text = "model M { a = ReLU() }  # \u00e9\u00e9\n"  # 2 bytes per é
+    size = len(text.encode("utf-8"))
+    assert size == len(text) + 2
+    netdsl.loads(text, limits=Limits(max_bytes=size))
+    err = load_error(text, limits=Limits(max_bytes=size - 1))
+    assert where(err) == (f"spec is {size} bytes, over the limit of {size - 1} "
+                          f"(Limits.max_bytes, netdsl check --max-bytes)", 1, 1)
+    path = tmp_path / "m.net"
+    path.write_text(text, encoding="utf-8")
+    netdsl.load(path, limits=Limits(max_bytes=size))
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(path, limits=Limits(max_bytes=size - 1))
+    assert info.value.message == err.message and info.value.path == str(path)
+
+
+def test_max_bytes_default() -> None:
+    limit = Limits().max_bytes
+    assert limit == 1 << 20
+    text = "model M { a = ReLU() }\n"
+    at_limit = text + "#" * (limit - len(text) - 1) + "\n"
+    assert netdsl.parse(at_limit).models[0].name.name == "M"
+    assert load_error(at_limit + " ").message == (
+        "spec is 1,048,577 bytes, over the limit of 1,048,576 (Limits.max_bytes, "
+        "netdsl check --max-bytes)")
+
+
+def test_max_depth() -> None:
+    spec = "model M { a = Linear(((1)), 2) }"  # { ( ( ( : four levels
+    assert netdsl.loads(spec, limits=Limits(max_depth=4)).a.in_features == 1
+    assert where(load_error(spec, limits=Limits(max_depth=3))) == (
+        "nesting deeper than 3 levels (Limits.max_depth, netdsl check --max-depth)", 1, 23)
+    # the default: 100 levels pass, 101 do not
+    deep = "model M { a = Linear(" + "(" * 98 + "1" + ")" * 98 + ", 2) }"
+    assert netdsl.loads(deep).a.in_features == 1
+    assert load_error(deep.replace("(1)", "((1))")).message.startswith(
+        "nesting deeper than 100 levels")
+
+
+def test_max_modules() -> None:
+    spec = "model M { s = sequential { ReLU() for i in range(3) } }"  # 4 modules
+    assert len(netdsl.loads(spec, limits=Limits(max_modules=4)).s) == 3
+    assert where(load_error(spec, limits=Limits(max_modules=3))) == (
+        "this builds more than 3 modules (Limits.max_modules, netdsl check --max-modules)",
+        1, 28)
+    spec = "model M { a = ReLU() b = ReLU() }"
+    netdsl.loads(spec, limits=Limits(max_modules=2))
+    assert where(load_error(spec, limits=Limits(max_modules=1))) == (
+        "this builds more than 1 modules (Limits.max_modules, netdsl check --max-modules)",
+        1, 26)
+
+
+def test_max_params() -> None:
+    spec = "model M { a = Linear(10, 10) }"  # 110 parameters
+    assert netdsl.loads(spec, limits=Limits(max_params=110)).a.weight.numel() == 100
+    assert where(load_error(spec, limits=Limits(max_params=109))) == (
+        'M has 110 parameters, over the limit of 109 (Limits.max_params; build on '
+        'device="meta" to inspect it)', 1, 1)
+    # on the meta device nothing is allocated, so max_params does not apply
+    meta = netdsl.loads(spec, limits=Limits(max_params=109), device="meta")
+    assert meta.a.weight.device.type == "meta"
+
+
+def test_max_meta_params(tmp_path: Path) -> None:
+    path = tmp_path / "m.net"
+    path.write_text("model M { a = Linear(10, 10) }", encoding="utf-8")
+    assert netdsl.check(path, limits=Limits(max_meta_params=110)) == []
+    errors = netdsl.check(path, limits=Limits(max_meta_params=109))
+    assert [where(e) for e in errors] == [(
+        'M has 110 parameters, over the limit of 109 (Limits.max_meta_params; build on '
+        'device="meta" to inspect it)', 1, 1)]
+    assert netdsl.summary(path, limits=Limits(max_meta_params=110)).total_params == 110
+    refused = re.escape("over the limit of 109 (Limits.max_meta_params")
+    with pytest.raises(NetDSLError, match=refused):
+        netdsl.summary(path, limits=Limits(max_meta_params=109))
+
+
+@pytest.mark.parametrize(("spec", "flag", "ok", "message"), [
+    ("model M { a = ReLU() }\n", "--max-bytes", "23",
+     "m.net:1:1: error: spec is 23 bytes, over the limit of 22 (Limits.max_bytes, netdsl check "
+     "--max-bytes)"),  # refused before reading: no source line
+    ("model M { a = Linear(((((1)))), 2) }\n", "--max-depth", "6",
+     "m.net:1:25: error: nesting deeper than 5 levels (Limits.max_depth, netdsl check "
+     "--max-depth)\n    model M { a = Linear(((((1)))), 2) }\n                            ^"),
+    ("model M { s = sequential { ReLU() for i in range(3) } }\n", "--max-modules", "4",
+     "m.net:1:28: error: this builds more than 3 modules (Limits.max_modules, netdsl check "
+     "--max-modules)\n    model M { s = sequential { ReLU() for i in range(3) } }\n"
+     "                               ^^^^^^^^^^^^^^^^^^^^^^^^"),
+    ("model M { a = Linear(10, 10) }\n", "--max-meta-params", "110",
+     'm.net:1:1: error: M has 110 parameters, over the limit of 109 (Limits.max_meta_params; '
+     'build on device="meta" to inspect it)\n    model M { a = Linear(10, 10) }\n'
+     "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"),
+])
+def test_limits_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str,
+                             flag: str, ok: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("m.net").write_text(spec, encoding="utf-8")
+    assert run_cli("check", flag, ok, "m.net") == (0, "netdsl: 1 valid\n")
+    below = str(int(ok) - 1)
+    assert run_cli("check", flag, below, "m.net") == (
+        1, f"{message}\nnetdsl: 0 valid, 1 invalid\n")
+
+
+def test_cli_limit_flags_reject_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
+    for value in ("0", "-1", "ten"):
+        with pytest.raises(SystemExit) as info:
+            main(["check", "--max-depth", value, str(EXAMPLES_DIR / "lenet.net")])
+        assert info.value.code == 2
+    assert "must be at least 1: '0'" in capsys.readouterr().err
+
+
+def test_a_trillion_parameters_are_refused_before_allocation() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    start = time.perf_counter()
+    err = load_error("model M { fc = Linear(10**6, 10**6) }")
+    print(f"\nLinear(10**6, 10**6) refused in {time.perf_counter() - start:.3f} s")
+    assert where(err) == (
+        'M has 1,000,001,000,000 parameters, over the limit of 1,000,000,000 '
+        '(Limits.max_params; build on device="meta" to inspect it)', 1, 1)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < 256 * 1024, f"peak memory grew by {grown:,} KiB"
+
+
+# ------------------------------------------------------------------ e. closed world
+
+
+@pytest.mark.parametrize(("spec", "message", "column"), [
+    ('model M { x = __import__("os") }', "syntax error: unexpected character '_'", 15),
+    ('model M { x = Linear(eval("1"), 2) }', "unknown function 'eval'", 22),
+    ('model M { x = exec("1") }', "unknown layer 'exec'", 15),
+    ('model M { x = open("canary", "w") }', "unknown layer 'open'", 15),
+    ('model M { x = getattr(1, "x") }', "unknown layer 'getattr'", 15),
+    ('model M { x = compile("1", "f", "exec") }', "unknown layer 'compile'", 15),
+    ("model M { x = breakpoint() }", "unknown layer 'breakpoint'", 15),
+    ("model M { x = globals() }", "unknown layer 'globals'", 15),
+    ("model M { x = type(1) }", "unknown layer 'type'", 15),
+    ("model M { x = object() }", "unknown layer 'object'", 15),
+    ("model M { x = MyBlock(3) }", "unknown layer 'MyBlock'", 15),
+    ("model M { x = torch.nn.Linear(1, 2) }",
+     "syntax error: layer names are torch.nn class names without a prefix: write "
+     "'Conv2d(...)', not 'nn.Conv2d(...)'", 20),
+    ('model M { x = Linear(1, 2) forward(y) = os.system("touch canary") }',
+     "undefined name 'os' in forward", 41),
+    ('model M { x = Linear(1, 2) forward(y) = open("canary", "w") }',
+     "undefined name 'open' in forward", 41),
+    ('model M { x = Linear(1, 2) forward(y) = getattr(y, "grad") }',
+     "undefined name 'getattr' in forward", 41),
+    ('model M { x = Linear(1, 2) forward(y) = eval("y") }',
+     "undefined name 'eval' in forward", 41),
+    ("model M { x = Linear(1, 2) forward(y) = torch.relu(y) }",
+     "undefined name 'torch' in forward", 41),
+    ("model M { x = Linear(1, 2) forward(y) = F.relu(y) }", "undefined name 'F' in forward", 41),
+    ("model M { x = Linear(1, 2) forward(y) = y.__class__.__mro__ }",
+     "syntax error: unexpected character '_'", 43),
+    ("model M { x = Linear(1, 2) forward(y) = x.__dict__ }",
+     "syntax error: unexpected character '_'", 43),
+    ("model M { x = Linear(1, 2) forward(y) = y.mro }", "unknown attribute 'mro'", 43),
+    ("model M { x = Linear(1, 2) forward(y) = x.weight }", "unknown attribute 'weight'", 43),
+    ("model M { x = Linear(1, 2) forward(y) = x.forward(y) }",
+     "module 'x' has no method 'forward' in a forward", 43),
+    ('model M { x = Linear(1, 2) forward(y) = y.numpy().tofile("canary") }',
+     "unknown tensor method 'numpy'", 43),
+    ("model M { x = Linear(1, 2) forward(y) = y.storage() }",
+     "unknown tensor method 'storage'", 43),
+    ('model M { x = Linear(1, 2) init { Linear.weight: open("canary") } }',
+     "unknown init function 'open'", 50),
+    ('model M { x = Linear(1, 2) init { let a = eval("1") Linear.weight: constant(a) } }',
+     "unknown function 'eval'", 43),
+    ("model M { x = Linear(1, 2) init { Linear.__class__: zeros() } }",
+     "syntax error: unexpected character '_'", 42),
+    ("model M { x = L\u0456near(1, 2) }", "syntax error: unexpected character '\u0456'", 16),
+    ("model M { x = Lin\u0435ar(1, 2) }", "syntax error: unexpected character '\u0435'", 18),
+    ("model M { x = \u0392atchNorm2d(2) }",
+     "syntax error: unexpected character '\u0392'", 15),  # Greek capital beta
+    ("model M { x = Linear(1, 2) forward(y) = r\u0435lu(y) }",
+     "syntax error: unexpected character '\u0435'", 42),
+])
+def test_specs_cannot_reach_python(spec: str, message: str, column: int, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert where(load_error(spec)) == (message, 1, column)
+    path = tmp_path / "spec.net"
+    path.write_text(spec, encoding="utf-8")
+    assert [where(e) for e in netdsl.check(path)][:1] == [(message, 1, column)]
+    assert not (tmp_path / "canary").exists()
+
+
+def test_an_unregistered_custom_module_is_unknown() -> None:
+    class Scale(torch.nn.Module):
+        def __init__(self, factor: float) -> None:
+            super().__init__()
+            self.factor = factor
+
+    spec = "model M { s = Scal(2.0) }"
+    assert where(load_error(spec, modules={"Scale": Scale})) == (
+        "unknown layer 'Scal'; did you mean 'Scale'?", 1, 15)
+    assert netdsl.loads(spec.replace("Scal(", "Scale("), modules={"Scale": Scale}).s.factor == 2
+
+
+@pytest.mark.parametrize("name", ["print", "open", "eval", "exec", "vars", "dir",
+                                  "setattr", "delattr", "memoryview", "classmethod", "super",
+                                  "exit", "quit", "help", "id", "hash"])
+def test_python_builtins_are_neither_layers_nor_functions(name: str) -> None:
+    assert where(load_error(f"model M {{ x = {name}() }}")) == (
+        f"unknown layer '{name}'", 1, 15)
+    err = load_error(f"model M {{ x = Linear({name}(1), 2) }}")
+    assert err.message.startswith(f"unknown function '{name}'")
+    err = load_error(f"model M {{ x = ReLU() forward(y) = {name}(y) }}")
+    assert err.message.startswith(f"undefined name '{name}' in forward")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("C:\\\\evil.net", "import path 'C:\\evil.net' must be relative to the importing file"),
+    ("C:/evil.net", "import path 'C:/evil.net' must be relative to the importing file"),
+    ("\\\\\\\\server\\\\share\\\\evil.net",
+     "import path '\\\\server\\share\\evil.net' must be relative to the importing file"),
+    ("", "import path '' must be relative to the importing file"),
+    ("..\\\\outside\\\\evil.net", "import path '..\\outside\\evil.net' may not use '..'"),
+    ("lib/../../outside/evil.net",
+     "import path 'lib/../../outside/evil.net' may not use '..'"),
+    ("linkdir/evil.net", "import path 'linkdir/evil.net' leaves the spec's directory"),
+    ("zero.net", "import path 'zero.net' leaves the spec's directory"),
+    ("lib", "cannot import 'lib': no such file"),
+    ("main.net", "import cycle: main.net -> main.net"),
+])
+def test_imports_stay_inside_the_spec_directory(tmp_path: Path, raw: str, message: str) -> None:
+    _write(tmp_path / "outside" / "evil.net", "block Evil { a = ReLU() }")
+    project = tmp_path / "project"
+    _write(project / "lib" / "ok.net", "block Ok { a = ReLU() }")
+    os.symlink(tmp_path / "outside", project / "linkdir")  # a directory leading out
+    os.symlink("/dev/zero", project / "zero.net")
+    main_spec = _write(project / "main.net",
+                       f'from "{raw}" import Evil\nmodel M {{ e = Evil() }}\n')
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(main_spec)
+    assert_clean(info.value)
+    assert (info.value.message, info.value.line, info.value.column) == (message, 1, 6)
+
+
+def test_loads_imports_cannot_leave_the_working_directory(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    _write(tmp_path / "outside" / "evil.net", "block Evil { a = ReLU() }")
+    (tmp_path / "cwd").mkdir()
+    os.symlink(tmp_path / "outside" / "evil.net", tmp_path / "cwd" / "evil.net")
+    monkeypatch.chdir(tmp_path / "cwd")
+    err = load_error('from "evil.net" import Evil\nmodel M { e = Evil() }')
+    assert where(err) == ("import path 'evil.net' leaves the spec's directory", 1, 6)
+
+
+def test_three_file_import_cycle(tmp_path: Path) -> None:
+    _write(tmp_path / "a.net", 'from "b.net" import B\nblock A { b = B() }\n')
+    _write(tmp_path / "b.net", 'from "c.net" import C\nblock B { c = C() }\n')
+    _write(tmp_path / "c.net", 'from "a.net" import A\nblock C { a = ReLU() }\n')
+    main_spec = _write(tmp_path / "m.net", 'from "a.net" import A\nmodel M { a = A() }\n')
+    with pytest.raises(NetDSLError) as info:
+        netdsl.load(main_spec)
+    assert where(info.value) == (
+        "import cycle: m.net -> a.net -> b.net -> c.net -> a.net", 1, 6)
+    assert info.value.path == str(tmp_path / "c.net")
+
+
+def test_ruff_bans_exec_and_eval() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    section = text.split("[tool.ruff.lint]", 1)[1].split("\n[", 1)[0]
+    select = re.search(r"select\s*=\s*\[([^\]]*)\]", section)
+    assert select is not None
+    rules = set(re.findall(r'"([A-Z]+[0-9]*)"', select.group(1)))
+    assert {"S102", "S307"} <= rules or "S" in rules
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "S102,S307",
+                             "src"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_only_exec_is_the_generated_forward() -> None:
+    calls = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"\b(exec|eval)\s*\(", code):
+                calls.append((path.name, number, line.strip()))
+    assert calls, "no exec( found: the generated forward should be the one"
+    for name, number, line in calls:
+        assert line.startswith("exec(") and line.endswith("# netdsl: generated-code"), (
+            f"{name}:{number}: {line}")
+
+
+# ------------------------------------------------------------------ f. CI-log safety
+
+
+def test_cli_escapes_control_characters_and_workflow_commands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.net").write_text(
+        'model M {\n    a = Linear("\x1b[31m::error::pwned\x07", 2)  # \x1b]0;title\x07\n}\n',
+        encoding="utf-8")
+    Path("b.net").write_text("model M {\n    b = Bad\x1b[2J()\n}\n", encoding="utf-8")
+    code, stderr = run_cli("check", "a.net", "b.net")
+    assert (code, stderr) == (1, (
+        "a.net:2:16: error: Linear() argument 'in_features' expects int, got str "
+        "('\\x1b[31m:\\:error:\\:pwned\\x07')\n"
+        '        a = Linear("\\x1b[31m:\\:error:\\:pwned\\x07", 2)  # \\x1b]0;title\\x07\n'
+        "                   ^^^^^^^^^^^^^^^^^^^^^^\n"  # as wide as the raw token
+        "b.net:2:12: error: syntax error: unexpected character '\\x1b'\n"
+        "        b = Bad\\x1b[2J()\n"
+        "               ^\n"
+        "netdsl: 0 valid, 2 invalid\n"))
+    assert_log_safe(stderr)
+
+
+def test_cli_escapes_a_workflow_command_in_a_string(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("wf.net").write_text('model M {\n    a = Dropout("::error::x")\n}\n', encoding="utf-8")
+    code, stderr = run_cli("check", "wf.net")
+    assert (code, stderr) == (1, (
+        "wf.net:2:17: error: Dropout() argument 'p' expects float, got str (':\\:error:\\:x')\n"
+        '        a = Dropout(":\\:error:\\:x")\n'
+        "                    ^^^^^^^^^^^^\n"
+        "netdsl: 0 valid, 1 invalid\n"))
+    assert_log_safe(stderr)
+
+
+@pytest.mark.parametrize("separator", ["\r", "\x0c", "\x0b", "\x1c", "\x85", "\u2028"])
+def test_source_line_is_the_line_of_the_location(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 separator: str) -> None:
+    """Lines are counted at "\\n" (lark, the depth scan); the echoed source line must be that
+    line, not one split at a lone \\r, a form feed or a Unicode line separator."""
+    monkeypatch.chdir(tmp_path)
+    spec = f"model M {{ #{separator} a\n    b = Bad()\n}}\n"
+    Path("sep.net").write_text(spec, encoding="utf-8", newline="")
+    errors = netdsl.check(Path("sep.net"))
+    assert [where(e) for e in errors] == [("unknown layer 'Bad'", 2, 9)]
+    assert errors[0].source_line == "    b = Bad()"
+    code, stderr = run_cli("check", "sep.net")
+    assert (code, stderr) == (1, (
+        "sep.net:2:9: error: unknown layer 'Bad'\n"
+        "        b = Bad()\n"
+        "            ^^^\n"
+        "netdsl: 0 valid, 1 invalid\n"))
+
+
+def test_cli_escapes_a_missing_file_name(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, stderr = run_cli("check", "no\x1b[2Jsuch\n::error::x.net")
+    assert code == 2
+    assert_log_safe(stderr)
+    assert stderr == "netdsl: error: no\\x1b[2Jsuch\n:\\:error:\\:x.net: no such file\n"
