@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .build import build_layer
-from .errors import NetDSLError, Span, fail
+from .errors import NetDSLError, fail
 from .forward import TRACER, Site
 from .infer import InputDim, input_dim
 from .plan import (
@@ -276,7 +276,7 @@ def probe_tree(plan: Plan, trace: Trace) -> nn.Module:
     return module
 
 
-def _named(module: nn.Module, plan: Plan) -> None:
+def _named(module: nn.Module) -> None:
     """Give each probe its path; a sequential's named children keep their names."""
     for path, sub in module.named_modules():
         if isinstance(sub, Probe):
@@ -347,7 +347,7 @@ def trace_shapes(plan: ModelPlan, inputs: list[InputPlan] | None = None) -> Trac
 
 def _run(plan: ModelPlan, inputs: list[InputPlan], trace: Trace) -> None:
     model = probe_tree(plan, trace)
-    _named(model, plan)
+    _named(model)
     runs = _argument_runs(plan, inputs)
     for values in runs:
         trace.outputs.append(_call(model, inputs, values, trace))
@@ -404,4 +404,4 @@ def needs_shapes(plan: ModelPlan) -> bool:
     return bool(plan.inputs) or any(not layer.complete for layer in layers_of(plan))
 
 
-__all__ = ["LayerCall", "Probe", "Span", "Trace", "needs_shapes", "trace_shapes"]
+__all__ = ["LayerCall", "Probe", "Trace", "needs_shapes", "trace_shapes"]
