@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from seed_models import LeNetSequential
 from torch import nn
 
 import netdsl
@@ -369,33 +370,6 @@ def test_list_inference_follows_the_loop() -> None:
 
 
 # ---------------------------------------------------------------- random numbers
-
-
-class LeNetSequential(nn.Module):
-    """The seed's LeNetSequential, as written there."""
-
-    def __init__(self, classes: int) -> None:
-        super(LeNetSequential, self).__init__()  # noqa: UP008  # as in the seed
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 6, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.Conv2d(6, 16, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(kernel_size=2, stride=2),)
-
-        self.classifier = nn.Sequential(
-            nn.Linear(16*5*5, 120),
-            nn.ReLU(),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, classes),)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = x.view(x.size()[0], -1)
-        x = self.classifier(x)
-        return x
 
 
 @pytest.mark.parametrize("name", ["lenet.net", "resnet18.net", "alexnet.net",
