@@ -13,6 +13,7 @@ statistics: acceptance rate, outcomes, slowest case). ``NETDSL_FUZZ_SEED=n`` dra
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import os
 import re
@@ -50,6 +51,14 @@ FUZZ_SEED = os.environ.get("NETDSL_FUZZ_SEED")
 # 10^9 parameters and 100,000 modules, which a mutant of alexnet.net can reach).
 FUZZ_LIMITS = Limits(max_params=2_000_000, max_modules=2_000)
 FUZZ_CLI_LIMITS = ["--max-modules", "2000"]
+# A case running longer than this is a hang: the process dumps every thread's traceback to stderr
+# and exits (a long integer power holds the GIL, so nothing gentler can stop it); the case is
+# in the file named at the start of the run.
+CASE_TIMEOUT = float(os.environ.get("NETDSL_FUZZ_CASE_TIMEOUT", "120"))
+# NETDSL_FUZZ_COLLECT=1: record failing cases (one per kind of failure) and go on, for a long run
+# that reports everything it finds; the test fails at the end. By default the first failure
+# fails the test, and hypothesis shrinks it.
+FUZZ_COLLECT = os.environ.get("NETDSL_FUZZ_COLLECT", "") not in ("", "0")
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -83,14 +92,28 @@ class FuzzStats:
     slowest: float = 0.0
     slowest_case: str = ""
     total_seconds: float = 0.0
+    failures: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # kind: count, case
+    watch_file: Path | None = None
+
+    def watch(self, folder: Path) -> None:
+        """Write each case to a file before running it, for the hang watchdog."""
+        self.watch_file = folder / f"{self.name.replace(' ', '-')}-current-case.txt"
+        print(f"\n[{self.name}] a case that hangs for {CASE_TIMEOUT:.0f} s stops the run; "
+              f"it is in {self.watch_file}")
 
     @contextlib.contextmanager
     def case(self, description: Callable[[], str]) -> Iterator[None]:
+        if self.watch_file is not None:
+            self.watch_file.write_text(description(), encoding="utf-8",
+                                       errors="backslashreplace")
+            faulthandler.dump_traceback_later(CASE_TIMEOUT, exit=True, file=sys.__stderr__)
         start = time.perf_counter()
         try:
             yield
         finally:
             elapsed = time.perf_counter() - start
+            if self.watch_file is not None:
+                faulthandler.cancel_dump_traceback_later()
             self.cases += 1
             self.total_seconds += elapsed
             if elapsed > self.slowest:
@@ -98,6 +121,30 @@ class FuzzStats:
 
     def outcome(self, err: NetDSLError | None) -> None:
         self.outcomes["ok" if err is None else error_kind(err)] += 1
+
+    @contextlib.contextmanager
+    def guard(self, description: Callable[[], str]) -> Iterator[None]:
+        """With NETDSL_FUZZ_COLLECT, record a failing case (the shortest of its kind) instead of
+        failing at once."""
+        try:
+            yield
+        except Exception as exc:
+            if not FUZZ_COLLECT:
+                raise
+            detail = str(exc).split("\n", 1)[0]
+            kind = f"{type(exc).__name__}: {re.sub(r'[0-9]+', '#', detail)[:160]}"
+            case = description()
+            count, shortest, _ = self.failures.get(kind, (0, case, ""))
+            if len(case) <= len(shortest):
+                shortest = case
+            self.failures[kind] = (count + 1, shortest, f"{type(exc).__name__}: {detail[:600]}")
+
+    def check_failures(self) -> None:
+        if self.failures:
+            found = "\n".join(f"  {count} x {kind}\n    e.g. {case[:600]!r}\n    {detail}"
+                              for kind, (count, case, detail) in self.failures.items())
+            pytest.fail(f"[{self.name}] {sum(c for c, _, _ in self.failures.values())} "
+                        f"failing cases of {len(self.failures)} kinds:\n{found}")
 
     def report(self) -> str:
         def share(count: int) -> str:
@@ -246,11 +293,11 @@ def _terminal_strategies(start: str) -> dict[str, st.SearchStrategy[str]]:
 
 # Whole files (imports, blocks, models; most fail early: an import that does not resolve, no
 # model), and single models (`block` drawn as `model`), which get further into the checker.
-GENERATED_SPECS = st.one_of(
-    from_lark(_LARK, start="start", explicit=_terminal_strategies("start")),
-    from_lark(_LARK, start="model_decl",
-              explicit={**_terminal_strategies("model_decl"), "BLOCK": st.just("model ")}),
-)
+_WHOLE_FILES = from_lark(_LARK, start="start", explicit=_terminal_strategies("start"))
+_SINGLE_MODELS = from_lark(_LARK, start="model_decl", explicit={
+    **_terminal_strategies("model_decl"), "BLOCK": st.just("model ")})
+# Single models cost about ten times as much to draw (most draws overrun and are thrown away).
+GENERATED_SPECS = st.one_of(_WHOLE_FILES, _WHOLE_FILES, _SINGLE_MODELS)
 
 
 @pytest.mark.fuzz
@@ -260,12 +307,13 @@ def test_generated_specs_load_or_fail_cleanly(tmp_path: Path,
     """Grammatical text with netdsl's vocabulary: loads, or a clean NetDSLError."""
     monkeypatch.chdir(tmp_path)  # imports in generated specs resolve (and fail) in here
     stats = FuzzStats("generated specs")
+    stats.watch(tmp_path)
     spec_file = tmp_path / "generated.net"
 
     @fuzz_settings(FUZZ_EXAMPLES)
     @given(text=GENERATED_SPECS, also_check=st.integers(0, 3))
     def run(text: str, also_check: int) -> None:
-        with stats.case(lambda: text):
+        with stats.case(lambda: text), stats.guard(lambda: text):
             if attempt(lambda: netdsl.parse(text)) is None:
                 stats.parsed += 1
             err = attempt(lambda: netdsl.loads(text, limits=FUZZ_LIMITS))
@@ -279,6 +327,7 @@ def test_generated_specs_load_or_fail_cleanly(tmp_path: Path,
 
     run()
     print(stats.report())
+    stats.check_failures()
     assert stats.cases >= FUZZ_EXAMPLES
     assert stats.parsed > 0 and stats.accepted > 0
 
@@ -389,7 +438,7 @@ def test_consistent_networks_load_and_run() -> None:
     @fuzz_settings(max(FUZZ_EXAMPLES // 10, 50))
     @given(net=networks(broken=False))
     def run(net: Network) -> None:
-        with stats.case(lambda: net.text):
+        with stats.case(lambda: net.text), stats.guard(lambda: net.text):
             model = netdsl.loads(net.text)
             with torch.no_grad():
                 output = model(torch.randn(3, *net.input_shape))
@@ -398,6 +447,7 @@ def test_consistent_networks_load_and_run() -> None:
 
     run()
     print(stats.report())
+    stats.check_failures()
 
 
 @pytest.mark.fuzz
@@ -410,16 +460,17 @@ def test_inconsistent_networks_fail_at_the_layer() -> None:
     def run(net: Network) -> None:
         assert net.broken is not None
         line, layer, receives = net.broken
-        with stats.case(lambda: net.text):
+        with stats.case(lambda: net.text), stats.guard(lambda: net.text):
             err = load_error(net.text)
             stats.outcome(err)
-        assert (err.line, err.column) == (line, len(INDENT) + 1), (net.text, err.render())
-        assert err.message.startswith(f"{layer} expects "), (net.text, err.render())
-        assert f"but receives {receives} " in err.message, (net.text, err.render())
-        assert err.source_line is not None and layer in err.source_line
+            assert (err.line, err.column) == (line, len(INDENT) + 1), (net.text, err.render())
+            assert err.message.startswith(f"{layer} expects "), (net.text, err.render())
+            assert f"but receives {receives} " in err.message, (net.text, err.render())
+            assert err.source_line is not None and layer in err.source_line
 
     run()
     print(stats.report())
+    stats.check_failures()
 
 
 # ------------------------------------------------------------------ b. mutated examples
@@ -427,7 +478,8 @@ def test_inconsistent_networks_fail_at_the_layer() -> None:
 _TOKEN = re.compile(rb"[A-Za-z0-9_.]+|\"[^\"\n]*\"|\S")
 _SNIPPETS = [
     b"(", b")", b"{", b"}", b"[", b"]", b",", b"->", b"**", b"=", b":", b".", b"-", b"*", b"@",
-    b"1e999", b"0", b"-1", b"10**10**10", b"2**4096", b" for i in range(100000)", b"__class__",
+    b"1e999", b"0", b"-1", b"10**400", b"2**62", b"2**4096", b" for i in range(100000)",
+    b"__class__",
     b"nn.", b"Linear(", b"sequential {", b"list [", b"dict {", b"model ", b"block ",
     b"forward(x) = x", b"return ", b"let ", b"input x: [N, 3]", b"expect params: 5",
     b"init { Linear.weight: zeros() }", b'from "lib.net" import X\n', b'from "../x.net" import X',
@@ -485,9 +537,17 @@ def _mutate(draw: st.DrawFn, data: bytes) -> tuple[bytes, str]:
     return data[:at] + new + data[at:], f"insert {new!r} at {at}"
 
 
+# Examples in a subdirectory are variations on one spec (examples/init: five MLPs that differ in
+# their init rules): each subdirectory is drawn as often as one top-level example.
+_EXAMPLE_GROUPS: dict[Path, list[Path]] = {}
+for _path in EXAMPLES:
+    _EXAMPLE_GROUPS.setdefault(_path if _path.parent == EXAMPLES_DIR else _path.parent,
+                               []).append(_path)
+
+
 @st.composite
 def mutants(draw: st.DrawFn) -> Mutant:
-    source = draw(st.sampled_from(EXAMPLES))
+    source = draw(st.sampled_from(draw(st.sampled_from(list(_EXAMPLE_GROUPS.values())))))
     data = _EXAMPLE_BYTES[source]
     steps = []
     for _ in range(draw(st.integers(1, 4))):
@@ -507,29 +567,32 @@ def test_mutated_examples_fail_cleanly(tmp_path: Path, monkeypatch: pytest.Monke
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
     stats = FuzzStats("mutated examples")
+    stats.watch(tmp_path)
     exit_codes: Counter[int] = Counter()
 
     @fuzz_settings(FUZZ_EXAMPLES)
-    @given(mutant=mutants())
-    def run(mutant: Mutant) -> None:
+    @given(mutant=mutants(), cli=st.booleans())
+    def run(mutant: Mutant, cli: bool) -> None:
         folder = work / mutant.source.relative_to(EXAMPLES_DIR).parent
         monkeypatch.chdir(folder)
         Path("mutant.net").write_bytes(mutant.data)
         text = mutant.data.decode("utf-8", "surrogateescape")
-        with stats.case(mutant.describe):
+        with stats.case(mutant.describe), stats.guard(mutant.describe):
             if attempt(lambda: netdsl.parse(text, path="mutant.net")) is None:
                 stats.parsed += 1
             err = attempt(lambda: netdsl.loads(text, path="mutant.net", limits=FUZZ_LIMITS))
             stats.outcome(err)
             stats.accepted += err is None
-            code, stderr = run_cli("check", *FUZZ_CLI_LIMITS, "mutant.net")
-        exit_codes[code] += 1
-        assert code in (0, 1), (mutant.describe(), stderr)
-        assert "internal error" not in stderr, (mutant.describe(), stderr)
-        assert_log_safe(stderr)
+            if cli:  # every other case: netdsl check repeats most of what loads did
+                code, stderr = run_cli("check", *FUZZ_CLI_LIMITS, "mutant.net")
+                exit_codes[code] += 1
+                assert code in (0, 1), (mutant.describe(), stderr)
+                assert "internal error" not in stderr, (mutant.describe(), stderr)
+                assert_log_safe(stderr)
 
     run()
     print(stats.report() + f"\n  netdsl check exit codes: {dict(sorted(exit_codes.items()))}")
+    stats.check_failures()
     assert stats.cases >= FUZZ_EXAMPLES
 
 
@@ -589,18 +652,100 @@ def test_a_checked_model_runs_on_its_declared_input(layer: str) -> None:
 
 
 def test_python_integer_digit_limit_in_a_parameter() -> None:
-    """A model parameter with more digits than Python will print (sys.get_int_max_str_digits)."""
-    load_error("model M(p: int = 5) { d = Linear(p, 2) }", p=10**5000)
-    load_error("model M(p: int = 5) { d = ReLU() forward(x) = x * p }", p=10**5000)
+    """A model parameter with more digits than Python will print (sys.get_int_max_str_digits):
+    found raising InternalError (ValueError from int -> str) in messages and generated code."""
+    message = ("parameter 'p' is too large (16,610 bits)", 1, 7)
+    assert where(load_error("model M(p: int = 5) { d = Linear(p, 2) }", p=10**5000)) == message
+    assert where(load_error("model M(p: int = 5) { d = ReLU() forward(x) = x * p }",
+                            p=10**5000)) == message
 
 
 def test_python_integer_digit_limit_from_lets() -> None:
-    """Constant arithmetic is bounded at 4,096 bits per * and **, but + adds a bit each time:
-    10,400 doublings make an int too long to print (over 4,300 digits)."""
-    lines = ["model M {", "    let a0 = 2**2048 * 2**2046"]
-    lines += [f"    let a{i} = a{i - 1} + a{i - 1}" for i in range(1, 10_400)]
-    lines += ["    fc = Linear(a10399, 2)", "}"]
-    load_error("\n".join(lines))
+    """* and ** were bounded at 4,096 bits, + was not: 10,400 doublings in lets (289 KB) made
+    an int too long to print, an InternalError. Every operation is bounded now."""
+    lines = ["model M {", "    let a0 = 2**2048 * 2**2046"]  # 4,095 bits
+    lines += [f"    let a{i} = a{i - 1} + a{i - 1}" for i in range(1, 20)]
+    lines += ["    fc = Linear(a19, 2)", "}"]
+    assert where(load_error("\n".join(lines))) == (
+        "arithmetic error: result is too large", 4, 14)  # a2: 4,097 bits
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("spec", [
+    # found by probing: each raised InternalError
+    "model M { a = sequential { Linear(2, 2) for i in range(1, 10, 0) } }",
+    "model M {\n    a = Linear(2, 2)\n    input x: [N, 2**62]\n    forward(x) = x -> a\n}",
+    "model M {\n    a = Linear(2, 2)\n    input x: [10**30, 2]\n    forward(x) = x -> a\n}",
+    "model M {\n    a = Linear(2, 2)\n    init { Linear.weight: constant(10**30) }\n}",
+    "model M {\n    a = Linear(2, 2)\n    init { Linear.weight: orthogonal(gain=10**30) }\n}",
+])
+def test_out_of_range_values_are_clean_errors(spec: str, tmp_path: Path) -> None:
+    err = load_error(spec)
+    assert err.line is not None
+    path = tmp_path / "spec.net"
+    path.write_text(spec, encoding="utf-8")
+    for each in netdsl.check(path):
+        assert_clean(each)
+
+
+@pytest.mark.parametrize("value", ['"x"', "[1]", "(1, 2)", "none", "true"])
+def test_expect_params_takes_a_number(value: str, tmp_path: Path) -> None:
+    """`netdsl check` formats the expected count with {:,}: found raising InternalError for a
+    string or a list."""
+    path = tmp_path / "spec.net"
+    path.write_text(f"model M {{\n    a = Linear(2, 2)\n    expect params: {value}\n}}\n",
+                    encoding="utf-8")
+    errors = netdsl.check(path)
+    assert errors, "a non-number expectation passed the check"
+    for each in errors:
+        assert_clean(each)
+        assert each.line == 3
+
+
+# Found hanging `netdsl check` (each ran for minutes or more). Starting Python and importing torch
+# takes ~2 s; all of these together check in about a second.
+HANG_SPECS = {
+    # the shape check ran the forward's Python arithmetic, which had no size bound
+    "forward-power": "model M {\n    input x: [N, 2]\n    forward(x) = x * 3 ** 10 ** 9\n}\n",
+    "forward-shape-power":
+        "model M {\n    input x: [N, 2]\n    forward(x) = x.shape[1] ** 10 ** 10\n}\n",
+    # 99,999 layers passed max_modules; torch's RNN constructor is quadratic in num_layers
+    # (16,000 layers: 22 s; 99,999: many minutes)
+    "lstm-layers": "model M {\n    rnn = LSTM(2, 2, num_layers=99999)\n}\n",
+    # 10,000 errors in a 40 KB spec: the checker's duplicate test (Checker.collect) compared
+    # each new error with every earlier one: 92 s; a 1 MiB spec of them, hours
+    "10000-errors": "model M { s = sequential { " + "X() " * 10_000 + "} }\n",
+}
+HANG_TIMEOUT = 15.0
+_CHECK_EACH = """
+import sys
+from netdsl.cli import main
+for path in sys.argv[1:]:
+    print("start", path, flush=True)
+    print("exit", main(["check", path]), flush=True)
+"""
+
+
+def test_check_does_not_hang(tmp_path: Path) -> None:
+    """One subprocess checks every spec in turn (a hang in a long integer power holds the GIL,
+    so only a process can be stopped); on a timeout, the spec it was on is named."""
+    paths = []
+    for name, spec in HANG_SPECS.items():
+        paths.append(tmp_path / f"{name}.net")
+        paths[-1].write_text(spec, encoding="utf-8")
+    argv = [sys.executable, "-c", _CHECK_EACH, *map(str, paths)]
+    try:
+        result = subprocess.run(argv, capture_output=True, timeout=HANG_TIMEOUT, check=False)
+        stdout, stderr, hung = result.stdout, result.stderr, False
+    except subprocess.TimeoutExpired as timeout:
+        stdout, stderr, hung = timeout.stdout or b"", timeout.stderr or b"", True
+    lines = stdout.decode().splitlines()
+    if hung:
+        current = [line for line in lines if line.startswith("start ")][-1:]
+        pytest.fail(f"still checking after {HANG_TIMEOUT:.0f} s: {current}")
+    assert lines == [line for path in paths for line in (f"start {path}", "exit 1")], (
+        stdout.decode() + stderr.decode())
+    assert b"internal error" not in stderr
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -847,6 +992,20 @@ def test_limits_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sp
     below = str(int(ok) - 1)
     assert run_cli("check", flag, below, "m.net") == (
         1, f"{message}\nnetdsl: 0 valid, 1 invalid\n")
+
+
+def test_max_params_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--max-params bounds real builds (netdsl probe); netdsl check builds on meta only, where
+    --max-meta-params applies."""
+    monkeypatch.chdir(tmp_path)
+    Path("m.net").write_text("model M { a = Linear(10, 10) }\n", encoding="utf-8")
+    assert run_cli("probe", "m.net", "--input", "2,10", "--max-params", "110") == (0, "")
+    assert run_cli("probe", "m.net", "--input", "2,10", "--max-params", "109") == (1, (
+        'm.net:1:1: error: M has 110 parameters, over the limit of 109 (Limits.max_params; '
+        'build on device="meta" to inspect it)\n'
+        "    model M { a = Linear(10, 10) }\n"
+        "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"))
+    assert run_cli("check", "m.net", "--max-params", "109") == (0, "netdsl: 1 valid\n")
 
 
 def test_cli_limit_flags_reject_nonsense(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import fail
+from .errors import fail, first_line
 from .initialize import apply_rules
 from .plan import (
     DictPlan,
@@ -48,9 +48,9 @@ def build(plan: Plan, classes: dict[_ClassKey, type[nn.Module]] | None = None) -
 def build_layer(plan: LayerPlan) -> nn.Module:
     try:
         return plan.cls(*plan.args, **plan.kwargs)
-    except (ValueError, TypeError, RuntimeError, AssertionError, NotImplementedError) as err:
+    except Exception as err:
         # torch validates some arguments only in the constructor, e.g. Conv2d(3, 6, 5, groups=4)
-        fail(f"{plan.call_text()}: {_first_line(err)}", plan.span)
+        fail(f"{plan.call_text()}: {first_line(err)}", plan.span)
 
 
 def build_sequential(plan: SequentialPlan, classes: dict[_ClassKey, type[nn.Module]]
@@ -74,10 +74,6 @@ def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> n
     apply_rules(module, plan.rules)
     return module
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 def has_rules(plan: Plan) -> bool:

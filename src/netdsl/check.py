@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from . import nodes as n
-from .errors import NetDSLError, Span, did_you_mean, fail
+from .errors import LimitError, NetDSLError, Span, did_you_mean, fail
 from .evaluate import FUNCTIONS, evaluate, evaluate_args
 from .forward import ForwardCompiler
 from .imports import Unit
@@ -53,6 +53,7 @@ KEYWORDS = frozenset({
 PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
 FAN_NAMES = frozenset({"fan_in", "fan_out"})
 EXPECTATIONS = ("output", "params")
+MAX_DIMENSION = 2**31 - 1  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 _CONTAINERS = {"Sequential": "; write sequential { ... }", "ModuleList": "; write list [ ... ]",
                "ModuleDict": "; write dict { key: ... }"}
 
@@ -83,22 +84,31 @@ class Checker:
     stack: list[str] = field(default_factory=list)
     forwards: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
     modules: int = 0  # modules planned so far, against Limits.max_modules
+    seen: set[tuple[str, Span | None]] = field(default_factory=set)
 
     def count(self, n_modules: int, span: Span, *, reserve: bool = True) -> None:
-        """Count modules as they are planned; a repeat asks first, so a huge one fails at once."""
+        """Count modules as they are planned; a repeat asks first, so a huge one fails at once.
+
+        Going over the limit ends the check (a LimitError is not collected): each module past it
+        would otherwise be one more error.
+        """
         if reserve:
             self.modules += n_modules
         if self.modules + (0 if reserve else n_modules) > self.limits.max_modules:
-            fail(f"this builds more than {self.limits.max_modules:,} modules (Limits.max_modules, "
-                 f"netdsl check --max-modules)", span)
+            raise LimitError(f"this builds more than {self.limits.max_modules:,} modules "
+                             f"(Limits.max_modules, netdsl check --max-modules)", span)
 
     @contextmanager
     def collect(self) -> Iterator[None]:
         """Record a step's NetDSLError and carry on, so that one check reports every mistake."""
         try:
             yield
+        except LimitError:
+            raise
         except NetDSLError as err:
-            if not any(e.message == err.message and e.span == err.span for e in self.errors):
+            key = (err.message, err.span)
+            if key not in self.seen:  # a set: thousands of errors must not cost n^2
+                self.seen.add(key)
                 self.errors.append(err)
 
     # ------------------------------------------------------------ models and blocks
@@ -283,7 +293,11 @@ class Checker:
         _check_window(name, bound, [*args, *kwargs], written)
         for param, value in bound.items():  # LSTM(num_layers=...) builds that many layers inside
             if param.endswith("layers") and isinstance(value, int) and value > 1:
-                self.count(value, _arg_span(param, [*args, *kwargs], written))
+                span = _arg_span(param, [*args, *kwargs], written)
+                if value > 10 * self.limits.max_depth:  # torch stacks them in quadratic time
+                    fail(f"{name}() argument '{param}' is over {10 * self.limits.max_depth:,} "
+                         f"(10 x Limits.max_depth, netdsl check --max-depth)", span)
+                self.count(value, span)
         return LayerPlan(cls, name, [a.value for a in args],
                          {k.name: k.value for k in kwargs if k.name}, node.span, infer)
 
@@ -309,6 +323,8 @@ class Checker:
         args, _ = evaluate_args(item.range_args, [], env)
         signature = Signature.of("range()", _range_signature)
         signature.bind(args, [], item.span)
+        if len(args) == 3 and args[2].value == 0:
+            fail("range() step must not be zero", args[2].span)
         values = range(*(a.value for a in args))
         try:
             size = len(values)
@@ -400,6 +416,8 @@ def dimension(node: n.Expr, env: dict[str, Any]) -> int | str:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
              node.span)
+    if value > MAX_DIMENSION:
+        fail(f"a dimension is at most {MAX_DIMENSION:,}, got {value:,}", node.span)
     return value
 
 

@@ -77,6 +77,10 @@ class NetDSLError(Exception):
         return self.render()
 
 
+class LimitError(NetDSLError):
+    """A spec asks for more than a limit allows (see netdsl.limits): it ends the check."""
+
+
 class InternalError(NetDSLError):
     """A bug in netdsl met while compiling a spec: reported like a spec error, never a traceback."""
 
@@ -113,6 +117,12 @@ def _caret_block(source_line: str, span: Span) -> str:
 def fail(message: str, span: Span | None) -> NoReturn:
     """Raise a located :class:`NetDSLError`: the one way every stage reports a mistake."""
     raise NetDSLError(message, span)
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (torch's can run to a C++ stack trace)."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -16,6 +16,7 @@ from .errors import NetDSLError, fail
 from .evaluate import evaluate
 from .plan import ModelPlan
 from .shapes import Trace
+from .signatures import describe
 
 
 def check_expectations(plan: ModelPlan, trace: Trace, params: int) -> list[NetDSLError]:
@@ -33,6 +34,8 @@ def check_expectations(plan: ModelPlan, trace: Trace, params: int) -> list[NetDS
 
 def _params(expect: n.Expect, env: dict[str, Any], found: int) -> None:
     wanted = evaluate(expect.value, env)
+    if not isinstance(wanted, int) or isinstance(wanted, bool):
+        fail(f"expect params takes an integer, got {describe(wanted)}", expect.value.span)
     if wanted != found:
         fail(f"expected {wanted:,} parameters, but the model has {found:,} "
              f"(difference {found - wanted:+,})", expect.span)

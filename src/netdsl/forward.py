@@ -20,6 +20,7 @@ from typing import Any
 
 from . import nodes as n
 from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
+from .evaluate import evaluate
 from .ops import ATTRIBUTES, METHODS, NAMESPACE, OPS, Op
 from .plan import DictPlan, ListPlan, Plan, SequentialPlan, child_kind
 from .signatures import Arg
@@ -31,6 +32,9 @@ VALUE, CONST, MODULE = "value", "const", "module"
 # that the rest of the forward is still checked without follow-on errors.
 BROKEN = "broken"
 CALLABLE = {MODULE, "sequential", BROKEN}
+# A constant exponent in the forward beyond this would make `x.shape[1] ** e` a long-running
+# big-integer power at run time.
+MAX_EXPONENT = 1024
 ITERABLE = {"list", "sequential", BROKEN}
 INDENT = "    "
 
@@ -232,11 +236,7 @@ class ForwardCompiler:
                 return Compiled(f"[{', '.join(items)}]", VALUE)
             return Compiled(f"({', '.join(items)}{',' if len(items) == 1 else ''})", VALUE)
         if isinstance(expr, n.BinOp):
-            left, right = self._value(expr.left), self._value(expr.right)
-            if self.instrument:
-                return self._located(f"_operator.{_OPERATORS[expr.op]}", [left, right],
-                                     expr.span, expr.op)
-            return Compiled(f"({left} {expr.op} {right})", VALUE)
+            return self._binop(expr)
         if isinstance(expr, n.UnaryOp):
             operand = self._expr(expr.operand)
             self._require_value(operand, expr.operand.span)
@@ -251,6 +251,22 @@ class ForwardCompiler:
         if isinstance(expr, n.Index):
             return self._index(expr)
         return self._attr(expr)
+
+    def _binop(self, expr: n.BinOp) -> Compiled:
+        left, right = self._expr(expr.left), self._expr(expr.right)
+        self._require_value(left, expr.left.span)
+        self._require_value(right, expr.right.span)
+        if left.kind == CONST and right.kind == CONST:
+            # Folded now, with the bounds of constant arithmetic: 3 ** 10 ** 9 is an error
+            # here, not a forward that never returns.
+            return self._constant(evaluate(expr, self.consts), expr.span)
+        if expr.op == "**" and right.kind == CONST and isinstance(right.const, int) \
+                and abs(right.const) > MAX_EXPONENT:
+            fail(f"exponent {right.const} is too large (at most {MAX_EXPONENT})", expr.right.span)
+        if self.instrument:
+            return self._located(f"_operator.{_OPERATORS[expr.op]}", [left.code, right.code],
+                                 expr.span, expr.op)
+        return Compiled(f"({left.code} {expr.op} {right.code})", VALUE)
 
     def _value(self, expr: n.Expr) -> str:
         compiled = self._expr(expr)

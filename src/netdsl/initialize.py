@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .check import rule_arguments
-from .errors import fail
+from .errors import fail, first_line
 from .plan import RulePlan
 
 
@@ -51,8 +51,8 @@ def apply_rule(rule: RulePlan, param: nn.Parameter, where: str) -> None:
     try:
         with torch.no_grad():
             rule.func(param, *args, **kwargs)
-    except (ValueError, TypeError, RuntimeError, NotImplementedError) as err:
-        fail(f"{rule.rule.func.name}() failed on '{where}': {err}", rule.rule.span)
+    except Exception as err:  # torch's own checks of the arguments, whatever their type
+        fail(f"{rule.rule.func.name}() failed on '{where}': {first_line(err)}", rule.rule.span)
 
 
 def _fans(rule: RulePlan, param: nn.Parameter, where: str) -> dict[str, int]:
@@ -62,3 +62,4 @@ def _fans(rule: RulePlan, param: nn.Parameter, where: str) -> dict[str, int]:
     # torch's own computation, so fan_in matches what kaiming_* and xavier_* use internally.
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(param)
     return {"fan_in": fan_in, "fan_out": fan_out}
+

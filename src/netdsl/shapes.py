@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .build import build_layer
-from .errors import NetDSLError, fail
+from .errors import NetDSLError, fail, first_line
 from .forward import TRACER, Site
 from .infer import InputDim, input_dim
 from .plan import (
@@ -170,7 +170,7 @@ class Probe(nn.Module):
         except Exception as err:  # torch's own shape checks
             received = ", ".join(self.trace.described(a) for a in args)
             fail(f"{self.plan.call_text()} cannot take its input ({received}): "
-                 f"{self.trace.names(_first_line(err))}", self.plan.span)
+                 f"{self.trace.names(first_line(err))}", self.plan.span)
 
     def _record(self, shapes: list[tuple[int, ...]], out: Any) -> None:
         first = out[0] if isinstance(out, (tuple, list)) and out else out
@@ -251,10 +251,6 @@ def _corrected(plan: LayerPlan, param: InputDim, received: int) -> LayerPlan:
     return fixed
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
-
 
 # ---------------------------------------------------------------- the probe tree
 
@@ -316,7 +312,7 @@ def _tracing(trace: Trace) -> Iterator[None]:
         except Exception as err:
             received = trace.described([a for a in args if isinstance(a, (torch.Tensor, list))])
             fail(f"{site.label} cannot take its inputs ({received}): "
-                 f"{trace.names(_first_line(err))}", site.span)
+                 f"{trace.names(first_line(err))}", site.span)
         source = trace.source(args)
         trace.label(out, f"{source} -> {site.label}" if source else site.label)
         return out
