@@ -89,8 +89,9 @@ class FuzzStats:
     accepted: int = 0
     parsed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    slowest: float = 0.0
+    slowest: float = 0.0  # not counting the first case, which warms up torch and the checker
     slowest_case: str = ""
+    first: float = 0.0
     total_seconds: float = 0.0
     failures: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # kind: count, case
     watch_file: Path | None = None
@@ -116,7 +117,9 @@ class FuzzStats:
                 faulthandler.cancel_dump_traceback_later()
             self.cases += 1
             self.total_seconds += elapsed
-            if elapsed > self.slowest:
+            if self.cases == 1:
+                self.first = elapsed
+            elif elapsed > self.slowest:
                 self.slowest, self.slowest_case = elapsed, description()
 
     def outcome(self, err: NetDSLError | None) -> None:
@@ -155,7 +158,8 @@ class FuzzStats:
         parsed = f"parsed {share(self.parsed)}; " if self.parsed else ""
         return (f"\n[{self.name}] {self.cases} cases in {self.total_seconds:.1f} s; "
                 f"{parsed}loaded {share(self.accepted)}\n"
-                f"  slowest case {self.slowest:.3f} s: {self.slowest_case[:400]!r}\n"
+                f"  first case (warm-up) {self.first:.3f} s; slowest after it "
+                f"{self.slowest:.3f} s: {self.slowest_case[:400]!r}\n"
                 f"  outcomes ({len(self.outcomes)} kinds):\n{common}")
 
 
