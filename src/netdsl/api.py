@@ -21,10 +21,10 @@ from . import provenance
 from .build import build, count_parameters, has_rules
 from .check import Checker
 from .errors import InternalError, NetDSLError, Span, did_you_mean, fail
-from .evaluate import MAX_INT_BITS
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
+from .library import MAX_INT_BITS
 from .limits import DEFAULT_LIMITS, Limits
 from .plan import InputPlan, ModelPlan
 from .probe import ProbeResult
@@ -148,18 +148,26 @@ def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[
                ) -> ModelPlan:
     """Check a model with the given parameter values; raise its first error (all are on
     ``.errors``)."""
+    plan = None
     with checker.collect():
-        env = bind_overrides(checker, decl, params)
-        plan = checker.model(decl, unit, env)
+        given = bind_overrides(checker, decl, unit, params)
+        plan = checker.declaration(decl, unit, [], given, decl.name.span)
+        if plan is not None and not isinstance(plan, ModelPlan):
+            fail(f"'{decl.name.name}' is a {_kind_of(plan)}, not a model: a model to load has a "
+                 f"body, or is a call of a model or block", decl.name.span)
     _raise_first(checker.errors)
-    assert plan is not None
+    assert isinstance(plan, ModelPlan)
     return plan
 
 
-def bind_overrides(checker: Checker, decl: n.ModelDecl, params: Mapping[str, Any]
-                   ) -> dict[str, Any]:
+def _kind_of(plan: object) -> str:
+    return type(plan).__name__.removesuffix("Plan").lower()
+
+
+def bind_overrides(checker: Checker, decl: n.ModelDecl, unit: Unit, params: Mapping[str, Any]
+                   ) -> list[Arg]:
     """Parameter values from Python: unknown names and wrong types are located at the model."""
-    known = [p.name.name for p in decl.params]
+    known = [p.name for p in checker.signature(decl, unit).params]
     for key in params:
         if key not in known:
             fail(f"{decl.name.name} has no parameter '{key}'"
@@ -167,8 +175,7 @@ def bind_overrides(checker: Checker, decl: n.ModelDecl, params: Mapping[str, Any
     for key, value in params.items():
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span)
-    given = [Arg(value, decl.name.span, key, decl.name.span) for key, value in params.items()]
-    return checker.bind_params(decl, [], given, decl.name.span)
+    return [Arg(value, decl.name.span, key, decl.name.span) for key, value in params.items()]
 
 
 def _list_params(known: list[str]) -> str:
@@ -209,8 +216,7 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
             sources = loader.sources
             registry = Registry.with_modules(modules)
             for decl in unit.spec.models:
-                if all(p.default is not None for p in decl.params):
-                    errors += _check_decl(unit, decl, Checker(registry, limits))
+                errors += _check_decl(unit, decl, Checker(registry, limits))
     except NetDSLError as err:
         errors.append(err)
     unique = {(e.message, e.span): e for e in errors}
@@ -219,7 +225,12 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
 
 def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLError]:
     try:
-        plan = plan_model(unit, decl, checker, {})
+        if _required(checker, decl, unit):
+            return []  # it needs parameter values: checked where it is used
+        plan = checker.declaration(decl, unit, [], [], decl.name.span)
+        _raise_first(checker.errors)
+        if not isinstance(plan, ModelPlan):
+            return []  # a container or layer: nothing more to run on its own
         if decl.kind == "block" and needs_shapes(plan):
             return []  # its input dimensions come from where it is used, and are checked there
         trace = trace_shapes(plan)
@@ -232,6 +243,12 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLE
     except NetDSLError as err:
         return err.errors
     return check_expectations(plan, trace, count)
+
+
+def _required(checker: Checker, decl: n.ModelDecl, unit: Unit) -> list[str]:
+    """The parameters a declaration needs values for."""
+    return [p.name for p in checker.signature(decl, unit).params
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def summary(path: PathLike, *, model: str | None = None,

@@ -62,11 +62,12 @@ def build_sequential(plan: SequentialPlan, classes: dict[_ClassKey, type[nn.Modu
 
 
 def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> nn.Module:
-    key = (plan.name, plan.forward)
+    key = (plan.name, plan.forward, id(plan.decl))
     if key not in classes:
         classes[key] = type(plan.name, (nn.Module,), {
-            "forward": plan.forward, "__module__": "netdsl.generated",
-            "__qualname__": plan.name,
+            **plan.namespace(), "__module__": "netdsl.generated", "__qualname__": plan.name,
+            # Init rules select a block's instances by the declaration that made them.
+            "_netdsl_decl": plan.decl,
         })
     module = classes[key]()
     for name, child in plan.children:

@@ -1,79 +1,44 @@
 """Check: declarations + parameter values -> a plan, with every mistake found and located.
 
-Evaluates arguments, resolves every layer name (torch.nn, custom modules, the spec's blocks),
-binds arguments to the real constructor signatures, checks container names, compiles forwards
-and resolves init rules. Errors are collected, not raised one at a time, so ``netdsl check``
-can report them all; nothing here constructs a module or touches torch's RNG.
+Evaluates arguments, resolves every layer name (torch.nn, torchvision's layers, custom modules,
+the spec's blocks and layers passed as values), binds arguments to the real constructor
+signatures, runs each body's build-time logic (:mod:`netdsl.body`), checks container names,
+compiles forwards and resolves init rules. Errors are collected, not raised one at a time, so
+``netdsl check`` can report them all; nothing here constructs a module or touches torch's RNG.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import keyword
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
 from . import nodes as n
+from .body import run
+from .calls import plan_layer
+from .containers import attributes, plan_container
 from .errors import LimitError, NetDSLError, Span, did_you_mean, fail
-from .evaluate import FUNCTIONS, evaluate, evaluate_args
-from .forward import ForwardCompiler
+from .evaluate import evaluate, evaluate_args
 from .imports import Unit
-from .infer import input_dim, omits_input_dim, without
+from .library import BUILTINS
 from .limits import DEFAULT_LIMITS, Limits
-from .plan import (
-    DictPlan,
-    InputPlan,
-    LayerPlan,
-    ListPlan,
-    ModelPlan,
-    Plan,
-    RulePlan,
-    SequentialPlan,
-)
-from .registry import Registry, layer_signature
+from .models import ModelSink, finish_model
+from .params import bind, signature_of
+from .plan import Plan
+from .registry import Registry
 from .signatures import Arg, Signature, describe
+from .values import Budget, Env, LayerRef, World
 
-
-@functools.cache
-def _attributes(container: type[nn.Module]) -> frozenset[str]:
-    """Names a child or key cannot take: torch would clash with the module's own attributes."""
-    return frozenset(dir(container()))
-
-
-# The language's keywords: a name spelled like one could not be referred to everywhere.
-KEYWORDS = frozenset({
-    "model", "block", "from", "import", "let", "input", "expect", "sequential", "list", "dict",
-    "for", "in", "range", "forward", "return", "init", "true", "false", "none", "True", "False",
-    "None"})
-PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-FAN_NAMES = frozenset({"fan_in", "fan_out"})
-EXPECTATIONS = ("output", "params")
-MAX_DIMENSION = 2**31 - 1  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 _CONTAINERS = {"Sequential": "; write sequential { ... }", "ModuleList": "; write list [ ... ]",
                "ModuleDict": "; write dict { key: ... }"}
 
 
-def init_functions() -> dict[str, Callable[..., Any]]:
-    """``torch.nn.init``'s in-place initialisers, by name without the trailing underscore."""
-    return {name[:-1]: getattr(nn.init, name) for name in dir(nn.init)
-            if name.endswith("_") and not name.startswith("_")
-            and callable(getattr(nn.init, name))}
+@dataclass
+class Outcome:
+    """Whether the step inside :meth:`Checker.collect` failed (its error is recorded)."""
 
-
-def param_signature(decl: n.ModelDecl) -> Signature:
-    """A block's or model's parameters as a Python signature, typed for checking."""
-    params = []
-    for p in decl.params:
-        annotation = PARAM_TYPES.get(p.type.name, inspect.Parameter.empty)
-        params.append(inspect.Parameter(p.name.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        default=None if p.default else inspect.Parameter.empty,
-                                        annotation=annotation))
-    return Signature(f"{decl.name.name}()", tuple(params))
+    failed: bool = False
 
 
 @dataclass
@@ -82,9 +47,19 @@ class Checker:
     limits: Limits = DEFAULT_LIMITS
     errors: list[NetDSLError] = field(default_factory=list)
     stack: list[str] = field(default_factory=list)
-    forwards: dict[tuple[str, str], Callable[..., Any]] = field(default_factory=dict)
+    forwards: dict[tuple[str, str], Any] = field(default_factory=dict)
     modules: int = 0  # modules planned so far, against Limits.max_modules
     seen: set[tuple[str, Span | None]] = field(default_factory=set)
+    budget: Budget = field(init=False)
+    world: World = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = Budget(self.limits.max_steps)
+        self.world = World(self.registry, self.budget, evaluate, BUILTINS)
+
+    def globals_env(self, unit: Unit) -> Env:
+        """An environment with a file's global names only."""
+        return Env(globals=self.world.globals(unit))
 
     def count(self, n_modules: int, span: Span, *, reserve: bool = True) -> None:
         """Count modules as they are planned; a repeat asks first, so a huge one fails at once.
@@ -99,367 +74,121 @@ class Checker:
                              f"(Limits.max_modules, netdsl check --max-modules)", span)
 
     @contextmanager
-    def collect(self) -> Iterator[None]:
+    def collect(self) -> Iterator[Outcome]:
         """Record a step's NetDSLError and carry on, so that one check reports every mistake."""
+        outcome = Outcome()
         try:
-            yield
+            yield outcome
         except LimitError:
             raise
         except NetDSLError as err:
+            outcome.failed = True
             key = (err.message, err.span)
             if key not in self.seen:  # a set: thousands of errors must not cost n^2
                 self.seen.add(key)
                 self.errors.append(err)
 
-    # ------------------------------------------------------------ models and blocks
-    def bind_params(self, decl: n.ModelDecl, args: list[Arg], kwargs: list[Arg],
-                    call_span: Span) -> dict[str, Any]:
-        """Parameter values for a model or block: given values, then defaults, type-checked."""
-        seen: set[str] = set()
-        for p in decl.params:
-            if p.name.name in seen:
-                fail(f"'{p.name.name}' cannot name a parameter twice", p.name.span)
-            if keyword.iskeyword(p.name.name) or p.name.name in KEYWORDS or p.name.name == "self":
-                fail(f"'{p.name.name}' is reserved and cannot name a parameter", p.name.span)
-            seen.add(p.name.name)
-            if p.type.name not in PARAM_TYPES:
-                fail(f"unknown parameter type '{p.type.name}'; use one of "
-                     f"{', '.join(PARAM_TYPES)}{did_you_mean(p.type.name, PARAM_TYPES)}",
-                     p.type.span)
-        signature = param_signature(decl)
-        bound = signature.bind(args, kwargs, call_span)
-        env: dict[str, Any] = {}
-        for p, param in zip(decl.params, signature.params, strict=True):
-            if p.name.name in bound:
-                env[p.name.name] = bound[p.name.name]
-            else:
-                assert p.default is not None
-                value = evaluate(p.default, env)
-                signature.check_type(param, Arg(value, p.default.span, p.name.name))
-                env[p.name.name] = value
-        return env
-
-    def model(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
+    # ------------------------------------------------------------ declarations
+    def declaration(self, decl: n.ModelDecl, unit: Unit, args: list[Arg], kwargs: list[Arg],
+                    span: Span, name_span: Span | None = None) -> Plan | None:
+        """A call of a model or block: its parameters bound, its body or module planned."""
+        name = decl.name.name
+        if name in self.stack:
+            fail(f"'{name}' uses itself", name_span or span)
         if len(self.stack) >= self.limits.max_depth:
             fail(f"blocks nest deeper than {self.limits.max_depth} levels (Limits.max_depth)",
                  decl.name.span)
-        self.stack.append(decl.name.name)
+        self.stack.append(name)
         try:
-            return self._model_body(decl, unit, dict(env))
+            if decl.value is not None and decl.params is None:
+                return self.call(self.partial_target(decl, unit), args, kwargs, span)
+            env = bind(f"{name}()", decl.params or [], args, kwargs, span,
+                       self.world.globals(unit))
+            if decl.value is not None:
+                return self.module(decl.value, unit, env)
+            return self._model(decl, unit, env)
         finally:
             self.stack.pop()
 
-    def _model_body(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any]) -> ModelPlan | None:
-        before = len(self.errors)
-        children: dict[str, Plan] = {}
-        for member in decl.body:
-            with self.collect():
-                self._member(member, unit, env, children)
-        compiled = self._forward(decl, unit, env, children)
-        rules = self._rules(decl, unit, env, children)
-        inputs: list[InputPlan] = []
-        with self.collect():
-            inputs = self._inputs(decl, env)
-        if len(self.errors) > before or compiled is None:
-            return None
-        forward, checked, key_args = compiled
-        arg_names = [a.name for a in decl.forwards[0].args] if decl.forwards else ["x"]
-        return ModelPlan(decl.name.name, list(children.items()), forward, rules, decl.span,
-                         inputs, decl.expects, env, checked, key_args, arg_names)
+    def partial_target(self, decl: n.ModelDecl, unit: Unit) -> LayerRef:
+        """``model vgg11 = VGG(A, false)``: the call's layer with its arguments bound ahead."""
+        value = decl.value
+        if not isinstance(value, n.Layer):
+            fail(f"'{decl.name.name}' has no parameter list, so it must be a call "
+                 f"({decl.name.name} = Layer(...)); give it parameters to be a {value.kind}: "
+                 f"{decl.kind} {decl.name.name}() = ...", value.span)
+        env = self.globals_env(unit)
+        ref = self.resolve(value.name, env)
+        args, kwargs = evaluate_args(value.args, value.kwargs, env)
+        return ref.bind(args, kwargs)
 
-    def _forward(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any],
-                 children: dict[str, Plan]) -> tuple[Any, Any, dict[str, list[str]]] | None:
-        """The forward, compiled twice: as it runs, and located op by op for the shape pass."""
-        broken = {m.name.name for m in decl.body
-                  if isinstance(m, (n.Child, n.Let)) and m.name.name not in children
-                  and m.name.name not in env}
-        forwards = decl.forwards
-        for extra in forwards[1:]:
-            self.errors.append(NetDSLError("forward is defined twice", extra.span))
-        forward_node = forwards[0] if forwards else None
-        compilers = [ForwardCompiler(decl.name.name, children, env, unit.text, broken=broken,
-                                     cache=self.forwards, instrument=instrument)
-                     for instrument in (False, True)]
-        forward = compilers[0].compile(forward_node, decl.name.span)
-        self.errors += compilers[0].errors
-        if forward is None:
-            return None
-        checked = compilers[1].compile(forward_node, decl.name.span)
-        return forward, checked, compilers[0].key_args
+    def signature(self, decl: n.ModelDecl, unit: Unit) -> Signature:
+        """The parameters a declaration takes (for a partial one, those its call leaves)."""
+        if decl.value is None or decl.params is not None:
+            return signature_of(f"{decl.name.name}()", decl.params or [], typed=True)
+        ref = self.partial_target(decl, unit)
+        if ref.is_class:
+            from .registry import layer_signature
 
-    def _rules(self, decl: n.ModelDecl, unit: Unit, env: dict[str, Any],
-               children: dict[str, Plan]) -> list[RulePlan]:
-        rules = []
-        for init in decl.inits:
-            lets: list[n.Let] = []
-            for item in init.items:
-                with self.collect():
-                    if isinstance(item, n.Let):
-                        self._init_let(item, lets, env, children)
-                    else:
-                        rules.append(self._rule(item, unit, env, lets))
-        return rules
+            target = layer_signature(ref.target, ref.name)  # type: ignore[arg-type]
+        else:
+            assert isinstance(ref.target, n.ModelDecl) and ref.unit is not None
+            target = self.signature(ref.target, ref.unit)
+        return _remaining(target, ref)
 
-    def _inputs(self, decl: n.ModelDecl, env: dict[str, Any]) -> list[InputPlan]:
-        """Input declarations, one per forward argument, in the forward's order."""
-        if decl.kind == "block" and decl.inputs:
-            fail("input declarations belong to models: a block's input comes from where it is "
-                 "used", decl.inputs[0].span)
-        for expect in decl.expects:
-            if expect.what.name not in EXPECTATIONS:
-                fail(f"unknown expectation '{expect.what.name}'; use one of "
-                     f"{', '.join(EXPECTATIONS)}{did_you_mean(expect.what.name, EXPECTATIONS)}",
-                     expect.what.span)
-        if not decl.inputs:
-            return []
-        declared = {i.name.name: i for i in decl.inputs}
-        args = [a.name for a in decl.forwards[0].args] if decl.forwards else ["x"]
-        for item in decl.inputs:
-            if item.name.name not in args:
-                fail(f"'{item.name.name}' is not an argument of forward "
-                     f"({', '.join(args)}){did_you_mean(item.name.name, args)}", item.name.span)
-        missing = [a for a in args if a not in declared]
-        if missing:
-            fail(f"forward argument '{missing[0]}' has no input declaration "
-                 f"(input {missing[0]}: [...] or input {missing[0]}: str)", decl.inputs[0].span)
-        return [self._input(declared[a], env) for a in args]
-
-    def _input(self, item: n.InputDecl, env: dict[str, Any]) -> InputPlan:
-        node = item.type
-        if isinstance(node, n.Name) and node.id in PARAM_TYPES and node.id not in env:
-            return InputPlan(item.name.name, None, node.id, item.span)
-        if not isinstance(node, n.ListExpr):
-            fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",
-                 node.span)
-        return InputPlan(item.name.name, [dimension(d, env) for d in node.items], "tensor",
-                         item.span)
-
-    def _member(self, member: n.Member, unit: Unit, env: dict[str, Any],
-                children: dict[str, Plan]) -> None:
-        if isinstance(member, n.Let):
-            self._new_name(member.name, env, children, "constant")
-            env[member.name.name] = evaluate(member.value, env)
-        elif isinstance(member, n.Child):
-            self._new_name(member.name, env, children, "child")
-            if member.name.name in _attributes(nn.Module):
-                fail(f"child name '{member.name.name}' clashes with the nn.Module attribute "
-                     f"of that name", member.name.span)
-            plan = self.module(member.module, unit, env)
-            if plan is not None:
-                children[member.name.name] = plan
-
-    def _new_name(self, ident: n.Ident, env: dict[str, Any], children: dict[str, Plan],
-                  what: str) -> None:
-        if keyword.iskeyword(ident.name) or ident.name == "self":
-            fail(f"'{ident.name}' is reserved in Python and cannot name a {what}", ident.span)
-        if ident.name in KEYWORDS:
-            fail(f"'{ident.name}' is a netdsl keyword and cannot name a {what}", ident.span)
-        if ident.name in children or ident.name in env:
-            fail(f"'{ident.name}' is already defined", ident.span)
+    def _model(self, decl: n.ModelDecl, unit: Unit, env: Env) -> Plan | None:
+        sink = ModelSink(self, decl, unit)
+        run(decl.body, env, sink, self.collect)
+        return finish_model(self, sink, env)
 
     # ------------------------------------------------------------ modules
-    def module(self, node: n.Module, unit: Unit, env: dict[str, Any]) -> Plan | None:
+    def module(self, node: n.Module, unit: Unit, env: Env) -> Plan | None:
         self.count(1, node.span)
         if isinstance(node, n.Layer):
-            return self.layer(node, unit, env)
-        if isinstance(node, n.Sequential):
-            return self._sequential(node, unit, env)
-        if isinstance(node, n.ListBlock):
-            return ListPlan(self._items(node.items, unit, env), node.span)
-        return self._dict(node, unit, env)
+            return self.layer(node, env)
+        return plan_container(self, node, unit, env)
 
-    def layer(self, node: n.Layer, unit: Unit, env: dict[str, Any]) -> Plan | None:
-        name = node.name.name
-        if name in unit.scope:
-            decl, decl_unit = unit.scope[name]
-            if name in self.stack:
-                fail(f"'{name}' uses itself", node.name.span)
-            args, kwargs = evaluate_args(node.args, node.kwargs, env)
-            block_env = self.bind_params(decl, args, kwargs, node.span)
-            return self.model(decl, decl_unit, block_env)
-        cls = self.registry.lookup(name)
-        if cls is None:
-            suggestion = _CONTAINERS.get(name) or did_you_mean(
-                name, [*self.registry.names(), *unit.scope])
-            fail(f"unknown layer '{name}'{suggestion}", node.name.span)
+    def layer(self, node: n.Layer, env: Env) -> Plan | None:
+        ref = self.resolve(node.name, env)
         args, kwargs = evaluate_args(node.args, node.kwargs, env)
-        signature = layer_signature(cls, name)
-        omitted = omits_input_dim(signature, args, kwargs)
-        infer = None
-        written = signature if omitted is None else without(signature, omitted.param)
-        bound = written.bind(args, kwargs, node.span)
-        if omitted is not None:
-            infer = input_dim(signature)
-        _check_window(name, bound, [*args, *kwargs], written)
-        for param, value in bound.items():  # LSTM(num_layers=...) builds that many layers inside
-            if param.endswith("layers") and isinstance(value, int) and value > 1:
-                span = _arg_span(param, [*args, *kwargs], written)
-                if value > 10 * self.limits.max_depth:  # torch stacks them in quadratic time
-                    fail(f"{name}() argument '{param}' is over {10 * self.limits.max_depth:,} "
-                         f"(10 x Limits.max_depth, netdsl check --max-depth)", span)
-                self.count(value, span)
-        return LayerPlan(cls, name, [a.value for a in args],
-                         {k.name: k.value for k in kwargs if k.name}, node.span, infer)
+        return self.call(ref, args, kwargs, node.span, node.name.span)
 
-    def _items(self, items: list[Any], unit: Unit, env: dict[str, Any]) -> list[Plan]:
-        plans: list[Plan] = []
-        for item in items:
-            with self.collect():
-                plans += self._item(item, unit, env)
-        return plans
+    def call(self, ref: LayerRef, args: list[Arg], kwargs: list[Arg], span: Span,
+             name_span: Span | None = None) -> Plan | None:
+        ref = ref.bind(args, kwargs)
+        if isinstance(ref.target, n.ModelDecl):
+            assert ref.unit is not None
+            return self.declaration(ref.target, ref.unit, list(ref.args), list(ref.kwargs),
+                                    span, name_span)
+        return plan_layer(ref.target, ref.name, list(ref.args), list(ref.kwargs), span,
+                          self.count, 10 * self.limits.max_depth)
 
-    def _item(self, item: Any, unit: Unit, env: dict[str, Any]) -> list[Plan]:
-        if isinstance(item, n.Repeat):
-            return [p for value in self._range(item, env)
-                    if (p := self.module(item.module, unit, {**env, item.var.name: value}))]
-        plan = self.module(item, unit, env)
-        return [plan] if plan is not None else []
-
-    def _range(self, item: n.Repeat, env: dict[str, Any]) -> range:
-        if item.var.name in env:
-            fail(f"loop variable '{item.var.name}' hides a parameter or constant", item.var.span)
-        if item.range_kwargs:
-            fail("range() takes no keyword arguments", item.range_kwargs[0].span)
-        args, _ = evaluate_args(item.range_args, [], env)
-        signature = Signature.of("range()", _range_signature)
-        signature.bind(args, [], item.span)
-        if len(args) == 3 and args[2].value == 0:
-            fail("range() step must not be zero", args[2].span)
-        values = range(*(a.value for a in args))
+    def resolve(self, name: n.Ident, env: Env) -> LayerRef:
+        """What a layer call's name stands for: a layer, a block, or a value that is one."""
         try:
-            size = len(values)
-        except OverflowError:  # more items than a machine word counts
-            size = self.limits.max_modules + 1
-        self.count(size, item.span, reserve=False)
-        return values
-
-    def _sequential(self, node: n.Sequential, unit: Unit, env: dict[str, Any]) -> Plan:
-        named = [i for i in node.items if isinstance(i, n.Named)]
-        if not named:
-            return SequentialPlan([(None, p) for p in self._items(node.items, unit, env)],
-                                  node.span)
-        if len(named) != len(node.items):
-            unnamed = next(i for i in node.items if not isinstance(i, n.Named))
-            fail("name every child of this sequential or none of them", unnamed.span)
-        items: list[tuple[str | None, Plan]] = []
-        for item in named:
-            with self.collect():
-                _check_key(item.name, [k for k, _ in items], nn.Sequential, "sequential")
-                plan = self.module(item.module, unit, env)
-                if plan is not None:
-                    items.append((item.name.name, plan))
-        return SequentialPlan(items, node.span)
-
-    def _dict(self, node: n.DictBlock, unit: Unit, env: dict[str, Any]) -> Plan:
-        items: list[tuple[str, Plan]] = []
-        for item in node.items:
-            with self.collect():
-                _check_key(item.key, [k for k, _ in items], nn.ModuleDict, "dict")
-                plan = self.module(item.module, unit, env)
-                if plan is not None:
-                    items.append((item.key.name, plan))
-        return DictPlan(items, node.span)
-
-    # ------------------------------------------------------------ init rules
-    def _init_let(self, let: n.Let, lets: list[n.Let], env: dict[str, Any],
-                  children: dict[str, Plan]) -> None:
-        self._new_name(let.name, env, children, "constant")
-        if let.name.name in FAN_NAMES or any(other.name.name == let.name.name for other in lets):
-            fail(f"'{let.name.name}' is already defined", let.name.span)
-        lets.append(let)
-
-    def _rule(self, rule: n.InitRule, unit: Unit, env: dict[str, Any],
-              lets: list[n.Let]) -> RulePlan:
-        functions = init_functions()
-        name = rule.func.name.removesuffix("_")
-        func = functions.get(name)
-        if func is None:
-            fail(f"unknown init function '{rule.func.name}'{did_you_mean(name, functions)}",
-                 rule.func.span)
-        target_cls = None
-        if rule.target_kind == "type":
-            target_cls = self.registry.lookup(rule.target)
-            if target_cls is None:
-                hint = ("; select a block's parameters by path, e.g. \"name.*\""
-                        if rule.target in unit.scope else
-                        did_you_mean(rule.target, self.registry.names()))
-                fail(f"unknown layer type '{rule.target}'{hint}", rule.target_span)
-        needed = n.names_in(rule)
-        used_lets = []
-        for let in reversed(lets):  # only the lets this rule needs, directly or through others
-            if let.name.name in needed:
-                used_lets.insert(0, let)
-                needed |= n.names_in(let.value)
-        plan = RulePlan(rule, func, target_cls, env, used_lets, bool(needed & FAN_NAMES))
-        if not plan.uses_fan:  # otherwise arguments depend on each parameter: checked when applied
-            rule_arguments(plan, {})
-        return plan
+            value = env.lookup(name.name)
+        except KeyError:
+            suggestion = _CONTAINERS.get(name.name) or did_you_mean(
+                name.name, [*self.registry.names(), *env.known()])
+            fail(f"unknown layer '{name.name}'{suggestion}", name.span)
+        if not isinstance(value, LayerRef):
+            fail(f"'{name.name}' is {describe(value)}, not a layer", name.span)
+        return value
 
 
-def rule_arguments(plan: RulePlan, fans: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Evaluate an init rule's arguments and bind them to the init function's signature."""
-    rule = plan.rule
-    env = {**plan.env, **fans}
-    for let in plan.lets:
-        env[let.name.name] = evaluate(let.value, env)
-    args, kwargs = evaluate_args(rule.args, rule.kwargs, env)
-    signature = Signature.of(f"{rule.func.name}()", plan.func, skip=1)
-    signature.bind(args, kwargs, rule.span)
-    return [a.value for a in args], {k.name: k.value for k in kwargs if k.name}
+def _remaining(signature: Signature, ref: LayerRef) -> Signature:
+    """A signature without the parameters a partial binds by position; its keywords become
+    defaults (a call may still give them)."""
+    positional = len(ref.args)
+    bound = {k.name for k in ref.kwargs}
+    params = []
+    for i, param in enumerate(signature.params):
+        if i < positional and param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            continue
+        if param.name in bound and param.default is param.empty:
+            param = param.replace(default=None)
+        params.append(param)
+    return Signature(signature.title, tuple(params), signature.reserved)
 
 
-def dimension(node: n.Expr, env: dict[str, Any]) -> int | str:
-    """A shape dimension: a name that is not a parameter is symbolic; anything else an int."""
-    if isinstance(node, n.Name) and node.id not in env:
-        return node.id
-    value = evaluate(node, env)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
-             node.span)
-    if value > MAX_DIMENSION:
-        fail(f"a dimension is at most {MAX_DIMENSION:,}, got {value:,}", node.span)
-    return value
-
-
-# Window sizes torch accepts at construction but cannot run with (Conv2d(3, 6, 0) builds, and
-# its forward then fails deep in the backend): checked here, where the spec can be pointed at.
-_POSITIVE = ("kernel_size", "stride", "dilation")
-
-
-def _check_window(name: str, bound: dict[str, Any], given: list[Arg],
-                  signature: Signature) -> None:
-    for param in _POSITIVE:
-        value = bound.get(param)
-        values = value if isinstance(value, (tuple, list)) else (value,)
-        if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
-            span = _arg_span(param, given, signature)
-            fail(f"{name}() argument '{param}' must be at least 1, got {value!r}", span)
-
-
-def _arg_span(param: str, given: list[Arg], signature: Signature) -> Span:
-    """Where an argument is written: by keyword, or at its position."""
-    for arg in given:
-        if arg.name == param:
-            return arg.span
-    names = [p.name for p in signature.params]
-    positional = [a for a in given if a.name is None]
-    index = names.index(param) if param in names else -1
-    return positional[index].span if 0 <= index < len(positional) else given[0].span
-
-
-def _range_signature(start: int, stop: int | None = None, step: int = 1) -> None:
-    """The signature range() accepts in a repeat (for binding and type checks)."""
-
-
-def _check_key(ident: n.Ident, taken: list[str], container: type, what: str) -> None:
-    key = ident.name
-    if not key or "." in key:
-        fail(f"{what} key {key!r} must be non-empty and contain no '.'", ident.span)
-    if key in taken:
-        fail(f"duplicate {what} key '{key}'", ident.span)
-    if key in _attributes(container):
-        fail(f"{what} key '{key}' clashes with the nn.{container.__name__} attribute of that "
-             f"name", ident.span)
-
-
-__all__ = ["FUNCTIONS", "Checker", "init_functions", "rule_arguments"]
+__all__ = ["Checker", "attributes"]

@@ -99,7 +99,8 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 _LIMIT_FLAGS = {"max_bytes": "spec size in bytes", "max_depth": "nesting depth",
                 "max_modules": "modules built", "max_params": "parameters on a real device",
-                "max_meta_params": "parameters described, on the meta device"}
+                "max_meta_params": "parameters described, on the meta device",
+                "max_steps": "steps of build-time evaluation (loops, functions)"}
 
 
 def _add_limits(command: argparse.ArgumentParser) -> None:

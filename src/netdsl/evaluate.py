@@ -1,9 +1,9 @@
-"""Evaluate: constant expressions (layer arguments, defaults, init arguments) -> Python values.
+"""Evaluate: constant expressions (arguments, lets, conditions, defaults) -> Python values.
 
-A small interpreter over :mod:`netdsl.nodes`, closed over an explicit table of pure math
-functions. Names resolve only in the environment given (model parameters, ``let`` constants,
-comprehension variables, ``fan_in``/``fan_out`` in init rules); nothing reaches Python's own
-namespaces.
+A small interpreter over :mod:`netdsl.nodes`, closed over the built-in table of
+:mod:`netdsl.library` and the spec's own ``def`` functions. Names resolve only in the
+environment given (parameters, lets, loop variables, file-level declarations, layers); nothing
+reaches Python's own namespaces. Every node evaluated spends one step of the check's budget.
 """
 
 from __future__ import annotations
@@ -13,176 +13,367 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from torch import nn
-
 from . import nodes as n
 from .errors import NetDSLError, Span, did_you_mean, fail
-from .signatures import Arg, Signature, describe
+from .library import BUILTINS, MAX_INT_BITS, Builtin, call_builtin
+from .signatures import Arg, describe
+from .values import Budget, Env, FunctionRef, LayerRef, bind_target, budget_of
 
 Value = Any
 
-# Results bigger than this many bits are refused: ``10**10**10`` would otherwise hang the checker.
-MAX_INT_BITS = 4096
-
-
-def _gain(nonlinearity: str, param: float | None = None) -> float:
-    return nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
-
-
-FUNCTIONS: Mapping[str, Callable[..., Value]] = {
-    "sqrt": math.sqrt,
-    "exp": math.exp,
-    "log": math.log,
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "int": int,
-    "float": float,
-    "round": round,
-    "gain": _gain,
-}
-
-def _number(x: float, /) -> None:
-    """The signature of the one-number functions (an int is accepted where a float is)."""
-
-
-def _round(x: float, ndigits: int | None = None, /) -> None:
-    """The signature of round()."""
-
-
-def _numbers(*values: float) -> None:
-    """The signature of min() and max()."""
-
-
-_SIGNATURES = {
-    **{name: Signature.of(f"{name}()", _number)
-       for name in ("sqrt", "exp", "log", "abs", "int", "float")},
-    "round": Signature.of("round()", _round),
-    "min": Signature.of("min()", _numbers),
-    "max": Signature.of("max()", _numbers),
-    "gain": Signature.of("gain()", _gain),
-}
+# Kept for the names the rest of netdsl imports from here.
+FUNCTIONS = BUILTINS
 
 _BINARY: Mapping[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
     "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
 }
 
+_COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge,
+    "in": lambda a, b: a in b, "not in": lambda a, b: a not in b,
+}
+
 
 def evaluate(expr: n.Expr, env: Mapping[str, Value]) -> Value:
     """The value of a constant expression, or a located NetDSLError."""
-    handler = _HANDLERS.get(type(expr))
-    if handler is None:
-        fail(_not_constant(expr), expr.span)
-    return handler(expr, env)
+    return _eval(expr, env, budget_of(env))
 
 
 def evaluate_args(args: list[n.Expr], kwargs: list[n.Keyword],
                   env: Mapping[str, Value]) -> tuple[list[Arg], list[Arg]]:
-    positional = [Arg(evaluate(a, env), a.span) for a in args]
-    keywords = [Arg(evaluate(k.value, env), k.value.span, k.name.name, k.name.span)
+    return _args(args, kwargs, env, budget_of(env))
+
+
+def lookup(env: Mapping[str, Value], name: str) -> Value:
+    """A name's value in an environment (its own names, then its file's); KeyError if none."""
+    if isinstance(env, Env):
+        return env.lookup(name)
+    if name in env:
+        return env[name]
+    if name in BUILTINS:
+        return BUILTINS[name]
+    raise KeyError(name)
+
+
+def _eval(expr: n.Expr, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    if budget is not None:
+        budget.spend(1, expr.span)
+    handler = _HANDLERS.get(type(expr))
+    if handler is None:
+        fail(_not_constant(expr), expr.span)
+    return handler(expr, env, budget)
+
+
+def _args(args: list[n.Expr], kwargs: list[n.Keyword], env: Mapping[str, Value],
+          budget: Budget | None) -> tuple[list[Arg], list[Arg]]:
+    positional: list[Arg] = []
+    for a in args:
+        if isinstance(a, n.Starred):
+            value = _eval(a.value, env, budget)
+            if not isinstance(value, (tuple, list)):
+                fail(f"only a tuple or list can be unpacked with *, got {describe(value)}",
+                     a.value.span)
+            positional += [Arg(v, a.span) for v in value]
+        else:
+            positional.append(Arg(_eval(a, env, budget), a.span))
+    keywords = [Arg(_eval(k.value, env, budget), k.value.span, k.name.name, k.name.span)
                 for k in kwargs]
     return positional, keywords
 
 
 def _not_constant(expr: n.Expr) -> str:
     if isinstance(expr, n.Pipeline):
-        return "'->' pipelines belong in forward, not in an argument"
+        return "'->' pipelines belong in forward, not in a constant expression"
     if isinstance(expr, n.Attr):
-        return "attribute access is not allowed in an argument"
-    if isinstance(expr, n.Index):
-        return "indexing is not allowed in an argument"
+        return "attribute access is not allowed in a constant expression"
+    if isinstance(expr, n.EllipsisExpr):
+        return "'...' indexes tensors in a forward; it is not a constant"
+    if isinstance(expr, n.Slice):
+        return "a slice (a:b) is only allowed inside [ ]"
+    if isinstance(expr, n.Starred):
+        return "'*' unpacks a tuple or list into the arguments of a call only"
     return "this expression is not a constant"
 
 
-def _name(expr: n.Name, env: Mapping[str, Value]) -> Value:
-    if expr.id in env:
-        return env[expr.id]
-    hint = "" if expr.id not in FUNCTIONS else f"; '{expr.id}' is a function: call it"
-    fail(f"undefined name '{expr.id}'{hint or did_you_mean(expr.id, env)}", expr.span)
+# ---------------------------------------------------------------- names and literals
 
 
-def _constant(expr: n.Constant, env: Mapping[str, Value]) -> Value:
+def _name(expr: n.Name, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    try:
+        value = lookup(env, expr.id)
+    except KeyError:
+        known = list(env.known()) if isinstance(env, Env) else list(env)
+        fail(f"undefined name '{expr.id}'{did_you_mean(expr.id, [*known, *BUILTINS])}",
+             expr.span)
+    if isinstance(value, Builtin):
+        fail(f"undefined name '{expr.id}'; '{expr.id}' is a function: call it", expr.span)
+    return value
+
+
+def _constant(expr: n.Constant, env: Mapping[str, Value], budget: Budget | None) -> Value:
     if isinstance(expr.value, float) and not math.isfinite(expr.value):
         fail("number is too large", expr.span)
     return expr.value
 
 
-def _tuple(expr: n.TupleExpr, env: Mapping[str, Value]) -> Value:
-    return tuple(evaluate(i, env) for i in expr.items)
+def _fstring(expr: n.FString, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    parts = []
+    for part in expr.parts:
+        if isinstance(part, str):
+            parts.append(part)
+            continue
+        value = _eval(part, env, budget)
+        if not isinstance(value, (int, float, str, bool)) and value is not None:
+            fail(f"an f-string shows numbers, strings, booleans and none, not "
+                 f"{describe(value)}", part.span)
+        parts.append(_text(value, part.span))
+    return "".join(parts)
 
 
-def _list(expr: n.ListExpr, env: Mapping[str, Value]) -> Value:
-    return [evaluate(i, env) for i in expr.items]
+def _text(value: Value, span: Span) -> str:
+    try:
+        return str(value)
+    except ValueError as err:  # an int too long to print
+        fail(f"f-string: {err}", span)
 
 
-def _unary(expr: n.UnaryOp, env: Mapping[str, Value]) -> Value:
-    value = evaluate(expr.operand, env)
+def _tuple(expr: n.TupleExpr, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    return tuple(_eval(i, env, budget) for i in expr.items)
+
+
+def _list(expr: n.ListExpr, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    return [_eval(i, env, budget) for i in expr.items]
+
+
+def _listcomp(expr: n.ListComp, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    values = iterate(_eval(expr.iter, env, budget), expr.iter.span, budget)
+    scope = env.child() if isinstance(env, Env) else Env(env)
+    result = []
+    for value in values:
+        bind_target(expr.target, value, scope, expr.span)
+        if expr.cond is None or truthy(_eval(expr.cond, scope, budget)):
+            result.append(_eval(expr.element, scope, budget))
+    return result
+
+
+def iterate(value: Value, span: Span, budget: Budget | None) -> list[Value] | range | str:
+    """A value a loop can go over; a loop longer than the steps left is refused at once."""
+    if not isinstance(value, (tuple, list, range, str)):
+        fail(f"can only loop over a tuple, list, range or string, not {describe(value)}", span)
+    if budget is not None and len(value) > budget.left():
+        budget.spend(len(value), span)  # raises: refused before the first iteration
+    return value if isinstance(value, (list, range, str)) else list(value)
+
+
+def truthy(value: Value) -> bool:
+    return bool(value)
+
+
+# ---------------------------------------------------------------- operators
+
+
+def _unary(expr: n.UnaryOp, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    value = _eval(expr.operand, env, budget)
+    if expr.op == "not":
+        return not truthy(value)
     if not _is_number(value):
         fail(f"bad operand for unary {expr.op}: {describe(value)}", expr.span)
     return -value if expr.op == "-" else +value
 
 
-def _binop(expr: n.BinOp, env: Mapping[str, Value]) -> Value:
-    left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+def _boolop(expr: n.BoolOp, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    left = _eval(expr.left, env, budget)
+    if truthy(left) == (expr.op == "or"):
+        return left
+    return _eval(expr.right, env, budget)
+
+
+def _ifexp(expr: n.IfExp, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    chosen = expr.body if truthy(_eval(expr.test, env, budget)) else expr.orelse
+    return _eval(chosen, env, budget)
+
+
+def _compare(expr: n.Compare, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    left = _eval(expr.operands[0], env, budget)
+    for op, node in zip(expr.ops, expr.operands[1:], strict=True):
+        right = _eval(node, env, budget)
+        if not _compared(op, left, right, node.span, budget):
+            return False
+        left = right
+    return True
+
+
+def compared(op: str, left: Value, right: Value, span: Span, budget: Budget | None) -> bool:
+    """``left op right`` for one comparison of a chain, with located mistakes."""
+    return _compared(op, left, right, span, budget)
+
+
+def _compared(op: str, left: Value, right: Value, span: Span, budget: Budget | None) -> bool:
+    if op in ("in", "not in") and not isinstance(right, (tuple, list, str, range)):
+        fail(f"'{op}' needs a tuple, list, string or range on its right, got "
+             f"{describe(right)}", span)
+    if op in ("in", "not in") and isinstance(right, str) and not isinstance(left, str):
+        fail(f"'{op}' a string needs a string on its left, got {describe(left)}", span)
+    if budget is not None:
+        budget.spend(_size(left) + _size(right), span)
+    try:
+        return bool(_COMPARE[op](left, right))
+    except TypeError:
+        fail(f"cannot compare {describe(left)} and {describe(right)} with {op}", span)
+
+
+def _size(value: Value) -> int:
+    return len(value) if isinstance(value, (tuple, list, str)) else 0
+
+
+def _binop(expr: n.BinOp, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    left, right = _eval(expr.left, env, budget), _eval(expr.right, env, budget)
+    if _is_sequence_op(expr.op, left, right):
+        return _sequence_op(expr, left, right, budget)
     if expr.op == "@" or not (_is_number(left) and _is_number(right)):
         fail(f"unsupported operands for {expr.op}: {describe(left)} and {describe(right)}",
              expr.span)
-    _check_size(expr, left, right)
+    return arithmetic(expr.op, left, right, expr.span)
+
+
+def arithmetic(op: str, left: Value, right: Value, span: Span) -> Value:
+    """``left op right`` on numbers, with the bounds every constant obeys."""
+    _check_size(op, left, right, span)
     try:
-        result = _BINARY[expr.op](left, right)
+        result = _BINARY[op](left, right)
     except ZeroDivisionError:
-        fail("division by zero", expr.span)
+        fail("division by zero", span)
     except (OverflowError, ValueError) as err:
-        fail(f"arithmetic error: {err}", expr.span)
+        fail(f"arithmetic error: {err}", span)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-        fail("arithmetic error: result is too large", expr.span)
+        fail("arithmetic error: result is too large", span)
     if isinstance(result, complex):
-        fail("arithmetic error: result is a complex number", expr.span)
+        fail("arithmetic error: result is a complex number", span)
     if isinstance(result, float) and not math.isfinite(result):
-        fail("arithmetic error: result is not a finite number", expr.span)
+        fail("arithmetic error: result is not a finite number", span)
     return result
 
 
-def _check_size(expr: n.BinOp, left: Value, right: Value) -> None:
-    if expr.op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+def _check_size(op: str, left: Value, right: Value, span: Span) -> None:
+    if op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
         if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_INT_BITS:
-            fail("arithmetic error: result is too large", expr.span)
-    if expr.op == "*" and isinstance(left, int) and isinstance(right, int):
+            fail("arithmetic error: result is too large", span)
+    if op == "*" and isinstance(left, int) and isinstance(right, int):
         if abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
-            fail("arithmetic error: result is too large", expr.span)
+            fail("arithmetic error: result is too large", span)
 
 
 def _is_number(value: Value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _call(expr: n.Call, env: Mapping[str, Value]) -> Value:
+def _is_sequence_op(op: str, left: Value, right: Value) -> bool:
+    sequences = (tuple, list, str)
+    if op == "+":
+        return isinstance(left, sequences) and type(left) is type(right)
+    if op == "*":
+        return (isinstance(left, sequences) and _is_int(right)) or (
+            isinstance(right, sequences) and _is_int(left))
+    return False
+
+
+def _is_int(value: Value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sequence_op(expr: n.BinOp, left: Value, right: Value, budget: Budget | None) -> Value:
+    """``(1, 2) + (3,)``, ``[False] * 3``, ``"ab" * 2``: sized before they are built."""
+    if expr.op == "+":
+        size = len(left) + len(right)
+    else:
+        seq, times = (left, right) if not _is_int(left) else (right, left)
+        size = len(seq) * max(times, 0)
+    if budget is not None:
+        if size > budget.left():
+            budget.spend(size, expr.span)  # raises
+        budget.spend(size, expr.span)
+    elif size > 1 << 24:
+        fail("result is too large", expr.span)
+    return left + right if expr.op == "+" else left * right
+
+
+# ---------------------------------------------------------------- indexing
+
+
+def _index(expr: n.Index, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    value = _eval(expr.value, env, budget)
+    if not isinstance(value, (tuple, list, str, range)):
+        fail(f"{describe(value)} cannot be indexed", expr.value.span)
+    if isinstance(expr.index, n.Slice):
+        part = value[_slice(expr.index, env, budget)]
+        if budget is not None:
+            budget.spend(len(part), expr.span)
+        return part
+    index = _eval(expr.index, env, budget)
+    if not _is_int(index):
+        fail(f"an index is an integer or a slice (a:b), got {describe(index)}",
+             expr.index.span)
+    if not -len(value) <= index < len(value):
+        fail(f"index {index} is out of range ({len(value)} items)", expr.index.span)
+    return value[index]
+
+
+def _slice(node: n.Slice, env: Mapping[str, Value], budget: Budget | None) -> slice:
+    parts = []
+    for part in (node.lower, node.upper, node.step):
+        value = None if part is None else _eval(part, env, budget)
+        if value is not None and not _is_int(value):
+            fail(f"a slice takes integers or none, got {describe(value)}", node.span)
+        parts.append(value)
+    if parts[2] == 0:
+        fail("slice step must not be zero", node.span)
+    return slice(*parts)
+
+
+# ---------------------------------------------------------------- calls
+
+
+def _call(expr: n.Call, env: Mapping[str, Value], budget: Budget | None) -> Value:
     if not isinstance(expr.func, n.Name):
-        fail("only the built-in math functions can be called in an argument", expr.func.span)
+        fail("only functions can be called in a constant expression (sqrt(x), len(t), "
+             "f(...) of a def)", expr.func.span)
     name = expr.func.id
-    func = FUNCTIONS.get(name)
-    if func is None:
-        fail(f"unknown function '{name}'{did_you_mean(name, FUNCTIONS)}", expr.func.span)
-    args, kwargs = evaluate_args(expr.args, expr.kwargs, env)
-    _SIGNATURES[name].bind(args, kwargs, expr.span)
     try:
-        result = func(*(a.value for a in args), **{k.name: k.value for k in kwargs if k.name})
-    except (TypeError, ValueError, OverflowError) as err:
-        fail(f"{name}(): {err}", expr.span)
-    if isinstance(result, float) and not math.isfinite(result):
-        fail(f"{name}() does not give a finite number here", expr.span)
-    return result
+        func = lookup(env, name)
+    except KeyError:
+        defs = env.globals.functions() if isinstance(env, Env) and env.globals else []
+        fail(f"unknown function '{name}'{did_you_mean(name, [*BUILTINS, *defs])}",
+             expr.func.span)
+    args, kwargs = _args(expr.args, expr.kwargs, env, budget)
+    if isinstance(func, Builtin):
+        return call_builtin(func, args, kwargs, budget, expr.span)
+    if isinstance(func, FunctionRef):
+        from .functions import call_function  # functions run statements with this evaluator
+
+        return call_function(func, args, kwargs, expr.span, env)
+    if isinstance(func, LayerRef):
+        fail(f"'{name}' is a layer: layers are built as children and items, not called in a "
+             f"constant expression", expr.func.span)
+    fail(f"'{name}' is {describe(func)}, not a function", expr.func.span)
 
 
-_HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value]], Value]] = {
+_HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value], Budget | None], Value]] = {
     n.Name: _name,
     n.Constant: _constant,
+    n.FString: _fstring,
     n.TupleExpr: _tuple,
     n.ListExpr: _list,
+    n.ListComp: _listcomp,
     n.UnaryOp: _unary,
+    n.BoolOp: _boolop,
+    n.IfExp: _ifexp,
+    n.Compare: _compare,
     n.BinOp: _binop,
+    n.Index: _index,
     n.Call: _call,
 }
 
-__all__ = ["FUNCTIONS", "NetDSLError", "Span", "evaluate", "evaluate_args"]
+__all__ = ["FUNCTIONS", "NetDSLError", "Span", "arithmetic", "compared", "evaluate",
+           "evaluate_args", "iterate", "lookup", "truthy"]

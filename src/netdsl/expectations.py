@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from . import nodes as n
-from .check import dimension
 from .errors import NetDSLError, fail
 from .evaluate import evaluate
+from .models import dimension
 from .plan import ModelPlan
 from .shapes import Trace
 from .signatures import describe
@@ -21,12 +21,12 @@ from .signatures import describe
 
 def check_expectations(plan: ModelPlan, trace: Trace, params: int) -> list[NetDSLError]:
     errors = []
-    for expect in plan.expects:
+    for expect, env in plan.expects:
         try:
             if expect.what.name == "params":
-                _params(expect, plan.env, params)
+                _params(expect, env, params)
             else:
-                _output(expect, plan, trace)
+                _output(expect, env, plan, trace)
         except NetDSLError as err:
             errors.append(err)
     return errors
@@ -41,12 +41,12 @@ def _params(expect: n.Expect, env: dict[str, Any], found: int) -> None:
              f"(difference {found - wanted:+,})", expect.span)
 
 
-def _output(expect: n.Expect, plan: ModelPlan, trace: Trace) -> None:
+def _output(expect: n.Expect, env: Any, plan: ModelPlan, trace: Trace) -> None:
     if not isinstance(expect.value, n.ListExpr):
         fail("expect output takes a shape, such as [N, 10]", expect.value.span)
     if not plan.inputs:
         fail("expect output needs input declarations (input x: [N, ...])", expect.span)
-    wanted = [dimension(d, plan.env) for d in expect.value.items]
+    wanted = [dimension(d, env) for d in expect.value.items]
     sizes = {name: size for size, name in trace.symbols.items()}
     for output in trace.outputs:
         if not isinstance(output, torch.Tensor):

@@ -23,7 +23,8 @@ class Unit:
 
     spec: n.Spec
     text: str
-    scope: dict[str, tuple[n.ModelDecl, Unit]] = field(default_factory=dict)
+    # Models, blocks, functions and file-level lets (by each name a let binds).
+    scope: dict[str, tuple[n.ModelDecl | n.DefDecl | n.Let, Unit]] = field(default_factory=dict)
 
 
 def read_spec(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
@@ -66,10 +67,10 @@ class Loader:
     def load_text(self, text: str, path: str, stack: tuple[Path, ...] = ()) -> Unit:
         self.sources[path] = text
         unit = Unit(parse(text, path, self.limits), text)
-        for decl in unit.spec.models:
-            if decl.name.name in unit.scope:
-                fail(f"'{decl.name.name}' is declared twice", decl.name.span)
-            unit.scope[decl.name.name] = (decl, unit)
+        for ident, decl in _declared(unit.spec):
+            if ident.name in unit.scope:
+                fail(f"'{ident.name}' is declared twice", ident.span)
+            unit.scope[ident.name] = (decl, unit)
         for imp in unit.spec.imports:
             self._import(unit, imp, Path(path).parent, stack)
         return unit
@@ -90,7 +91,7 @@ class Loader:
         for ident in imp.names:
             found = imported.scope.get(ident.name)
             if found is None:
-                fail(f"'{imp.path}' has no model or block '{ident.name}'"
+                fail(f"'{imp.path}' declares no '{ident.name}'"
                      f"{did_you_mean(ident.name, imported.scope)}", ident.span)
             if ident.name in unit.scope:
                 fail(f"'{ident.name}' is already declared", ident.span)
@@ -109,3 +110,12 @@ class Loader:
         if not target.is_file():
             fail(f"cannot import '{raw}': no such file", imp.path_span)
         return target
+
+
+def _declared(spec: n.Spec) -> list[tuple[n.Ident, n.ModelDecl | n.DefDecl | n.Let]]:
+    """Every name a file declares at its top level, in order."""
+    found: list[tuple[n.Ident, n.ModelDecl | n.DefDecl | n.Let]] = []
+    found += [(m.name, m) for m in spec.models]
+    found += [(d.name, d) for d in spec.defs]
+    found += [(ident, let) for let in spec.lets for ident in n.target_names(let.target)]
+    return found

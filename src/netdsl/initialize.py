@@ -8,41 +8,65 @@ the most specific match (see :meth:`netdsl.plan.RulePlan.rank`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
 import torch
 from torch import nn
 
-from .check import rule_arguments
 from .errors import fail, first_line
 from .plan import RulePlan
+from .rules import rule_arguments
+
+Modules = Mapping[str, nn.Module]
 
 
 def apply_rules(root: nn.Module, rules: list[RulePlan]) -> None:
     if not rules:
         return
-    for path, module in root.named_modules():
+    modules = dict(root.named_modules())
+    for path, module in modules.items():
         for name, param in module.named_parameters(recurse=False):
-            rule = winning_rule(rules, path, module, name)
+            rule = winning_rule(rules, path, module, name, modules)
             if rule is not None:
                 apply_rule(rule, param, f"{path}.{name}" if path else name)
 
 
-def winning_rule(rules: list[RulePlan], path: str, module: nn.Module,
-                 param: str) -> RulePlan | None:
+def winning_rule(rules: list[RulePlan], path: str, module: nn.Module, param: str,
+                 modules: Modules) -> RulePlan | None:
     matching = [(rule.rank(i), rule) for i, rule in enumerate(rules)
-                if matches(rule, path, module, param)]
+                if matches(rule, path, module, param, modules)]
     return max(matching, key=lambda m: m[0])[1] if matching else None
 
 
-def matches(rule: RulePlan, path: str, module: nn.Module, param: str) -> bool:
+def matches(rule: RulePlan, path: str, module: nn.Module, param: str,
+            modules: Modules) -> bool:
     if rule.rule.param not in ("*", param):
         return False
     if rule.rule.target_kind == "path":
         return fnmatchcase(path, rule.rule.target)
     if rule.rule.target_kind == "type":
-        return rule.target_cls is not None and isinstance(module, rule.target_cls)
+        owner = _owner(path, module, rule.rule.subpath, modules)
+        return owner is not None and is_instance(owner, rule.target_cls)
     return True
+
+
+def _owner(path: str, module: nn.Module, subpath: list[str], modules: Modules
+           ) -> nn.Module | None:
+    """For ``Bottleneck.bn3.weight``: the module whose child ``bn3`` this module is."""
+    if not subpath:
+        return module
+    parts = path.split(".") if path else []
+    if parts[len(parts) - len(subpath):] != subpath:
+        return None
+    return modules.get(".".join(parts[:len(parts) - len(subpath)]))
+
+
+def is_instance(module: nn.Module, target: object) -> bool:
+    """A torch class by isinstance; a spec block by the declaration its class was made from."""
+    if isinstance(target, type):
+        return isinstance(module, target)
+    return target is not None and getattr(type(module), "_netdsl_decl", None) is target
 
 
 def apply_rule(rule: RulePlan, param: nn.Parameter, where: str) -> None:

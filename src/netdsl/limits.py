@@ -3,9 +3,11 @@
 Specs are data from pull requests and model hubs, so every resource a spec controls is bounded:
 its size (checked before parsing), its nesting depth (checked by a linear scan before parsing,
 so deep nesting is a clean error and never a RecursionError), the number of modules it builds
-(checked before a repeat runs), and the parameters it allocates (counted on the meta device
-before a real build). All are configurable: ``netdsl.load(..., limits=Limits(max_params=...))``
-and ``netdsl check --max-params ...``.
+(checked before a repeat runs), the work its build-time logic does (loops, functions and
+expressions spend steps; a loop longer than the steps left is refused before it starts), and
+the parameters it allocates (counted on the meta device before a real build). All are
+configurable: ``netdsl.load(..., limits=Limits(max_params=...))`` and
+``netdsl check --max-params ...``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Limits:
     max_modules: int = 100_000  # layers and containers built
     max_params: int = 10**9  # parameters allocated on a real device
     max_meta_params: int = 10**13  # parameters described, for checks on the meta device
+    max_steps: int = 5_000_000  # constant evaluation: expressions, loop iterations, calls
 
 
 DEFAULT_LIMITS = Limits()

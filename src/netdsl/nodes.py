@@ -7,7 +7,7 @@ node tells the node types apart in JSON.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,19 @@ class Constant(Node):
     value: int | float | bool | str | None
 
 
+class EllipsisExpr(Node):
+    """``...``: all remaining dimensions, when indexing a tensor in a forward."""
+
+    kind: Literal["ellipsis"] = "ellipsis"
+
+
+class FString(Node):
+    """``f"layer{i + 1}"``: text parts and expressions, joined as Python's str() shows them."""
+
+    kind: Literal["fstring"] = "fstring"
+    parts: list[str | Expr]
+
+
 class TupleExpr(Node):
     kind: Literal["tuple"] = "tuple"
     items: list[Expr]
@@ -52,7 +65,18 @@ class ListExpr(Node):
     items: list[Expr]
 
 
+class ListComp(Node):
+    """``[element for target in iter if cond]``."""
+
+    kind: Literal["listcomp"] = "listcomp"
+    element: Expr
+    target: Target
+    iter: Expr
+    cond: Expr | None = None
+
+
 BinaryOp = Literal["+", "-", "*", "/", "//", "%", "**", "@"]
+CompareOp = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
 
 
 class BinOp(Node):
@@ -64,13 +88,46 @@ class BinOp(Node):
 
 class UnaryOp(Node):
     kind: Literal["unaryop"] = "unaryop"
-    op: Literal["-", "+"]
+    op: Literal["-", "+", "not"]
     operand: Expr
+
+
+class BoolOp(Node):
+    """``left and right`` / ``left or right``: Python's short-circuit semantics."""
+
+    kind: Literal["boolop"] = "boolop"
+    op: Literal["and", "or"]
+    left: Expr
+    right: Expr
+
+
+class Compare(Node):
+    """``a < b <= c``: chained as in Python (each operand evaluated once)."""
+
+    kind: Literal["compare"] = "compare"
+    operands: list[Expr]
+    ops: list[CompareOp]
+
+
+class IfExp(Node):
+    """``body if test else orelse``."""
+
+    kind: Literal["ifexp"] = "ifexp"
+    test: Expr
+    body: Expr
+    orelse: Expr
 
 
 class Keyword(Node):
     kind: Literal["keyword"] = "keyword"
     name: Ident
+    value: Expr
+
+
+class Starred(Node):
+    """``*values`` in a call's arguments: the items become positional arguments."""
+
+    kind: Literal["starred"] = "starred"
     value: Expr
 
 
@@ -81,7 +138,18 @@ class Call(Node):
     kwargs: list[Keyword] = []
 
 
+class Slice(Node):
+    """``lower:upper:step`` inside an index; each part may be left out."""
+
+    kind: Literal["slice"] = "slice"
+    lower: Expr | None = None
+    upper: Expr | None = None
+    step: Expr | None = None
+
+
 class Index(Node):
+    """``value[index]``; ``x[:, 0]`` has a tuple index (of a slice and a constant)."""
+
     kind: Literal["index"] = "index"
     value: Expr
     index: Expr
@@ -102,16 +170,34 @@ class Pipeline(Node):
 
 
 Expr = Annotated[
-    Name | Constant | TupleExpr | ListExpr | BinOp | UnaryOp | Call | Index | Attr | Pipeline,
+    Name | Constant | EllipsisExpr | FString | TupleExpr | ListExpr | ListComp | BinOp | UnaryOp
+    | BoolOp | Compare | IfExp | Starred | Call | Slice | Index | Attr | Pipeline,
     Field(discriminator="kind"),
 ]
+
+
+class TupleTarget(Node):
+    """``a, (b, c)`` on the left of ``=`` or after ``for``: values unpacked as in Python."""
+
+    kind: Literal["target_tuple"] = "target_tuple"
+    items: list[Target]
+
+
+Target = Annotated[Ident | TupleTarget, Field(discriminator="kind")]
+
+
+def target_names(target: Ident | TupleTarget) -> list[Ident]:
+    """The names a target binds, in order."""
+    if isinstance(target, Ident):
+        return [target]
+    return [name for item in target.items for name in target_names(item)]
 
 
 # ---------------------------------------------------------------- modules
 
 
 class Layer(Node):
-    """A call of a torch.nn layer, a registered custom module or a block: ``Conv2d(3, 6, 5)``."""
+    """A call of a layer, a block or a value that names one: ``Conv2d(3, 6, 5)``."""
 
     kind: Literal["layer"] = "layer"
     name: Ident
@@ -119,62 +205,71 @@ class Layer(Node):
     kwargs: list[Keyword] = []
 
 
-class Named(Node):
-    """``name: module`` inside a sequential: an ``OrderedDict`` key."""
-
-    kind: Literal["named"] = "named"
-    name: Ident
-    module: Module
-
-
 class Repeat(Node):
-    """``module for var in range(...)``: one distinct module per value of ``var``."""
+    """``module for target in iter``: one distinct module per value (a comprehension)."""
 
     kind: Literal["repeat"] = "repeat"
     module: Module
-    var: Ident
-    range_args: list[Expr]
-    range_kwargs: list[Keyword] = []
+    target: Target
+    iter: Expr
 
 
 class Sequential(Node):
     kind: Literal["sequential"] = "sequential"
-    items: list[Annotated[Module | Named | Repeat, Field(discriminator="kind")]]
+    items: list[Item]
 
 
 class ListBlock(Node):
     kind: Literal["list"] = "list"
-    items: list[Annotated[Module | Repeat, Field(discriminator="kind")]]
-
-
-class DictItem(Node):
-    kind: Literal["dict_item"] = "dict_item"
-    key: Ident
-    module: Module
+    items: list[Item]
 
 
 class DictBlock(Node):
     kind: Literal["dict"] = "dict"
-    items: list[DictItem]
+    items: list[Item]
 
 
 Module = Annotated[Layer | Sequential | ListBlock | DictBlock, Field(discriminator="kind")]
 
+# A child's or key's name: written (an Ident) or computed (an f-string).
+Key = Annotated[Ident | FString, Field(discriminator="kind")]
 
-# ---------------------------------------------------------------- forward
+
+# ---------------------------------------------------------------- forward and functions
 
 
 class Assign(Node):
     kind: Literal["assign"] = "assign"
-    target: Ident
+    target: Target
     value: Expr
+
+
+class CallStmt(Node):
+    """``features.append(x)``: a method call whose result is not kept."""
+
+    kind: Literal["call_stmt"] = "call_stmt"
+    call: Call
 
 
 class For(Node):
     kind: Literal["for"] = "for"
-    var: Ident
+    target: Target
     iter: Expr
     body: list[Stmt]
+
+
+class StmtBranch(Node):
+    kind: Literal["stmt_branch"] = "stmt_branch"
+    test: Expr
+    body: list[Stmt]
+
+
+class IfStmt(Node):
+    """``if a { ... } elif b { ... } else { ... }`` in a forward or a function."""
+
+    kind: Literal["if_stmt"] = "if_stmt"
+    branches: list[StmtBranch]
+    orelse: list[Stmt] | None = None
 
 
 class Return(Node):
@@ -182,7 +277,16 @@ class Return(Node):
     value: Expr
 
 
-Stmt = Annotated[Assign | For | Return, Field(discriminator="kind")]
+class Assert(Node):
+    """``assert test, message``: a located error with the message when the test is false."""
+
+    kind: Literal["assert"] = "assert"
+    test: Expr
+    msg: Expr | None = None
+
+
+Stmt = Annotated[Assign | CallStmt | For | IfStmt | Return | Assert,
+                 Field(discriminator="kind")]
 
 
 class Forward(Node):
@@ -191,20 +295,46 @@ class Forward(Node):
     body: list[Stmt]
 
 
+class Param(Node):
+    """A parameter: ``name: type = default``; the type may be left out for methods."""
+
+    kind: Literal["param"] = "param"
+    name: Ident
+    type: Ident | None = None
+    default: Expr | None = None
+    varargs: bool = False  # *name
+
+
+class DefDecl(Node):
+    """``def name(params) -> type { ... }`` (or ``= expr``).
+
+    At file level a function on constants; inside a model or block a method of its module.
+    """
+
+    kind: Literal["def"] = "def"
+    name: Ident
+    params: list[Param] = []
+    returns: Ident | None = None
+    body: list[Stmt] = []
+
+
 # ---------------------------------------------------------------- init rules
 
 
 class InitRule(Node):
     """``target.param: function(args)``.
 
-    ``target`` is a module type name (``Linear``), a path glob (``"features.*"``) or ``Module``
-    (every module, kind ``any``); ``param`` is a parameter name or ``*``.
+    ``target`` is a module type name (``Linear``, or a block's name), a path glob
+    (``"features.*"``) or ``Module`` (every module, kind ``any``); ``subpath`` reaches a child of
+    each module the type selects (``Bottleneck.bn3.weight``); ``param`` is a parameter name or
+    ``*``.
     """
 
     kind: Literal["init_rule"] = "init_rule"
     target_kind: Literal["type", "path", "any"]
     target: str
     target_span: Span
+    subpath: list[str] = []
     param: str
     func: Ident
     args: list[Expr] = []
@@ -215,25 +345,33 @@ class Init(Node):
     """Init rules, and ``let`` constants evaluated per parameter (they may use ``fan_in``)."""
 
     kind: Literal["init"] = "init"
-    items: list[Annotated[InitRule | Let, Field(discriminator="kind")]]
+    items: list[Item]
 
 
-# ---------------------------------------------------------------- declarations
+# ---------------------------------------------------------------- items
 
 
 class Child(Node):
     """``name = module``: a submodule attribute, in declaration order."""
 
     kind: Literal["child"] = "child"
-    name: Ident
+    name: Key
+    module: Module
+
+
+class Named(Node):
+    """``name: module`` inside a sequential or dict: an ``OrderedDict`` key."""
+
+    kind: Literal["named"] = "named"
+    name: Key
     module: Module
 
 
 class Let(Node):
-    """``let name = expr``: a named constant for later arguments."""
+    """``let name = expr``: a named constant; a later ``let`` of the name assigns it again."""
 
     kind: Literal["let"] = "let"
-    name: Ident
+    target: Target
     value: Expr
 
 
@@ -253,43 +391,75 @@ class Expect(Node):
     value: Expr
 
 
-Member = Annotated[Child | Let | InputDecl | Expect | Forward | Init, Field(discriminator="kind")]
+class ItemBranch(Node):
+    kind: Literal["item_branch"] = "item_branch"
+    test: Expr
+    body: list[Item]
 
 
-class Param(Node):
-    kind: Literal["param"] = "param"
-    name: Ident
-    type: Ident
-    default: Expr | None = None
+class IfItem(Node):
+    """``if a { items } elif b { items } else { items }``: items that exist under a condition."""
+
+    kind: Literal["if_item"] = "if_item"
+    branches: list[ItemBranch]
+    orelse: list[Item] | None = None
+
+
+class ForItem(Node):
+    """``for target in iter { items }``: the items once per value, spliced in place."""
+
+    kind: Literal["for_item"] = "for_item"
+    target: Target
+    iter: Expr
+    body: list[Item]
+
+
+Item = Annotated[
+    Child | Named | Layer | Sequential | ListBlock | DictBlock | Repeat | Let | InputDecl
+    | Expect | Forward | DefDecl | Init | InitRule | IfItem | ForItem | Assert,
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- declarations
 
 
 class ModelDecl(Node):
-    """``model Name(params) { ... }`` or ``block Name(params) { ... }``."""
+    """``model Name(params) { ... }``, ``block Name(params) { ... }`` or ``... = module``.
+
+    A declaration written ``= module`` is that module (``value``). Without a parameter list
+    (``params`` is None) it takes the parameters its call leaves open, like ``functools.partial``.
+    """
 
     kind: Literal["model", "block"]
     name: Ident
-    params: list[Param] = []
-    body: list[Member] = []
+    params: list[Param] | None = []
+    body: list[Item] = []
+    value: Module | None = None
+
+    def _all(self, kind: type[Node]) -> list[Any]:
+        """The body's items of a kind, also those under its ifs and fors."""
+        return [item for item in walk_items(self.body) if isinstance(item, kind)]
 
     @property
     def children(self) -> list[Child]:
-        return [m for m in self.body if isinstance(m, Child)]
+        return self._all(Child)
 
     @property
     def forwards(self) -> list[Forward]:
-        return [m for m in self.body if isinstance(m, Forward)]
+        return self._all(Forward)
 
     @property
     def inits(self) -> list[Init]:
-        return [m for m in self.body if isinstance(m, Init)]
+        return self._all(Init)
 
     @property
     def inputs(self) -> list[InputDecl]:
-        return [m for m in self.body if isinstance(m, InputDecl)]
+        return self._all(InputDecl)
 
     @property
     def expects(self) -> list[Expect]:
-        return [m for m in self.body if isinstance(m, Expect)]
+        return self._all(Expect)
 
 
 class Import(Node):
@@ -309,6 +479,8 @@ class Spec(BaseModel):
     path: str
     imports: list[Import] = []
     models: list[ModelDecl] = []
+    defs: list[DefDecl] = []
+    lets: list[Let] = []
 
     def find(self, name: str) -> ModelDecl | None:
         return next((m for m in self.models if m.name.name == name), None)
@@ -329,8 +501,25 @@ def names_in(node: object) -> set[str]:
     return found
 
 
-for _model in (TupleExpr, ListExpr, BinOp, UnaryOp, Keyword, Call, Index, Attr, Pipeline, Layer,
-               Named, Repeat, Sequential, ListBlock, DictItem, DictBlock, Assign, For, Return,
-               Forward, InitRule, Init, Child, Let, InputDecl, Expect, Param, ModelDecl, Import,
-               Spec):
+def walk_items(items: list[object]) -> list[object]:
+    """Every item of a body and of the bodies nested in its ifs and fors (not in containers)."""
+    found: list[object] = []
+    stack = list(reversed(items))
+    while stack:
+        item = stack.pop()
+        found.append(item)
+        if isinstance(item, IfItem):
+            bodies = [b.body for b in item.branches] + ([item.orelse] if item.orelse else [])
+            for body in reversed(bodies):
+                stack += reversed(body)
+        elif isinstance(item, ForItem):
+            stack += reversed(item.body)
+    return found
+
+
+for _model in (FString, TupleExpr, ListExpr, ListComp, BinOp, UnaryOp, BoolOp, Compare, IfExp,
+               Keyword, Starred, Call, Slice, Index, Attr, Pipeline, TupleTarget, Layer, Repeat,
+               Sequential, ListBlock, DictBlock, Assign, CallStmt, For, StmtBranch, IfStmt,
+               Return, Assert, Forward, Param, DefDecl, InitRule, Init, Child, Named, Let,
+               InputDecl, Expect, ItemBranch, IfItem, ForItem, ModelDecl, Import, Spec):
     _model.model_rebuild()

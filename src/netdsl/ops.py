@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from .signatures import Signature
 
 # The globals of every generated forward. Spec names cannot start with "_", so none can shadow
 # these.
-NAMESPACE = {"_torch": torch, "_F": F}
+NAMESPACE = {"_torch": torch, "_F": F, "_checkpoint": torch.utils.checkpoint.checkpoint,
+             "_slice": slice}
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,19 @@ class Op:
 
 
 def _op(name: str, code: str, *params: str | tuple[str, object]) -> tuple[str, Op]:
-    """An op entry; params are ``"name"`` (required), ``"*name"`` or ``(name, default)``."""
+    """An op entry; params are ``"name"`` (required), ``"*name"``, ``"=name"`` (required,
+    keyword only) or ``(name, default)``."""
     kinds = inspect.Parameter
     built = []
     for param in params:
         if isinstance(param, tuple):
-            built.append(kinds(param[0], kinds.POSITIONAL_OR_KEYWORD, default=param[1]))
+            kind = kinds.KEYWORD_ONLY if any(p.kind == kinds.VAR_POSITIONAL for p in built) \
+                else kinds.POSITIONAL_OR_KEYWORD
+            built.append(kinds(param[0], kind, default=param[1]))
         elif param.startswith("*"):
             built.append(kinds(param[1:], kinds.VAR_POSITIONAL))
+        elif param.startswith("="):
+            built.append(kinds(param[1:], kinds.KEYWORD_ONLY))
         else:
             built.append(kinds(param, kinds.POSITIONAL_OR_KEYWORD))
     return name, Op(code, Signature(f"{name}()", tuple(built)))
@@ -56,6 +63,7 @@ OPS: dict[str, Op] = dict([
     _op("leaky_relu", "_F.leaky_relu", "input", ("negative_slope", 0.01), ("inplace", False)),
     _op("softmax", "_F.softmax", "input", "dim"),
     _op("log_softmax", "_F.log_softmax", "input", "dim"),
+    _op("dropout", "_F.dropout", "input", ("p", 0.5), ("training", True), ("inplace", False)),
     # shapes
     _op("flatten", "_torch.flatten", "input", ("start_dim", 0), ("end_dim", -1)),
     _op("view", ".view", "input", "*shape"),
@@ -80,14 +88,28 @@ OPS: dict[str, Op] = dict([
     _op("adaptive_avg_pool2d", "_F.adaptive_avg_pool2d", "input", "output_size"),
     _op("avg_pool2d", "_F.avg_pool2d", "input", "kernel_size", ("stride", None), ("padding", 0)),
     _op("max_pool2d", "_F.max_pool2d", "input", "kernel_size", ("stride", None), ("padding", 0)),
+    _op("pad", "_F.pad", "input", "pad", ("mode", "constant"), ("value", None)),
+    _op("interpolate", "_F.interpolate", "input", ("size", None), ("scale_factor", None),
+        ("mode", "nearest"), ("align_corners", None)),
+    # torch.utils.checkpoint: recompute `function` in the backward pass instead of storing its
+    # activations. torch wants use_reentrant said explicitly.
+    _op("checkpoint", "_checkpoint", "function", "*args", "=use_reentrant",
+        ("preserve_rng_state", True)),
 ])
+
+# Parameters of ops that take a function (a method or a child) rather than a value.
+FUNCTION_PARAMS = frozenset({"function"})
 
 # Tensor methods callable as ``x.name(...)``; arguments are passed through to torch.
 METHODS = frozenset({
     "view", "reshape", "size", "flatten", "permute", "transpose", "contiguous", "squeeze",
     "unsqueeze", "mean", "sum", "relu", "tanh", "sigmoid", "softmax", "log_softmax", "chunk",
     "split", "expand", "repeat", "float", "clone", "detach", "t", "exp", "abs", "pow", "sqrt",
+    "dim", "max", "min", "argmax", "masked_fill", "type_as", "to",
 })
 
+# Methods of lists built in a forward (DenseNet's features.append(...)).
+LIST_METHODS = frozenset({"append", "extend"})
+
 # Tensor attributes readable as ``x.name``.
-ATTRIBUTES = frozenset({"shape", "ndim", "T"})
+ATTRIBUTES = frozenset({"shape", "ndim", "T", "requires_grad", "dtype"})

@@ -3,13 +3,21 @@
 The grammar file is ``grammar/netdsl.lark`` at the top of the repository; wheels carry a copy
 inside the package (``netdsl/grammar/netdsl.lark``, see pyproject.toml), and an editable install
 reads the checkout's file. The LALR parser is built once per process.
+
+Two jobs besides calling lark: the expressions inside f-strings are parsed here (so that a
+mistake in one is located like any other), and of the two spellings of ``if`` and ``for`` (a
+statement at the start of a line, a conditional expression or a repeat after a value) the one
+the parse can go on with is chosen (see the note in the grammar).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -24,10 +32,17 @@ _TERMINAL_NAMES = {
     "INT": "an integer",
     "FLOAT": "a number",
     "STRING": "a string",
-    "MODEL": "'model'",
-    "BLOCK": "'block'",
+    "FSTRING": "an f-string",
+    "IF_STMT": "'if'",
+    "IF_EXPR": "'if'",
+    "FOR_STMT": "'for'",
+    "FOR_EXPR": "'for'",
     "$END": "end of file",
 }
+
+# The statement and expression spellings of one keyword (see the grammar's note).
+_SWAPS = {"IF_STMT": "IF_EXPR", "IF_EXPR": "IF_STMT", "FOR_STMT": "FOR_EXPR",
+          "FOR_EXPR": "FOR_STMT"}
 
 # Known mistakes, recognised by the parser state they leave it in (lark's match_examples).
 _KNOWN_MISTAKES = {
@@ -36,16 +51,25 @@ _KNOWN_MISTAKES = {
         "model M { a = nn.Conv2d(1, 1, 1) }",
         "model M { a = sequential { nn.ReLU() } }",
     ],
-    "children of a sequential are named with ':' (name: Layer(...)), not '='": [
-        "model M { a = sequential { conv = Conv2d(1, 1, 1) } }",
-    ],
-    "a model's children are assigned with '=' (name = Layer(...)), not ':'": [
-        "model M { a: Linear(1, 1) }",
-    ],
     "a layer needs parentheses, even without arguments: write 'ReLU()'": [
         "model M { a = ReLU }",
         "model M { a = sequential { ReLU } }",
         "model M { a = sequential { ReLU Linear(1, 1) } }",
+    ],
+    "a block of items needs braces: write 'if condition { ... }' (there is no ':' "
+    "after the condition)": [
+        "model M { if a: b = ReLU() }",
+        "model M { forward(x) { if a: x = x } }",
+    ],
+    "a conditional expression is written 'a if condition else b', on one line with its "
+    "value; an 'if' that starts a line starts an if-item": [
+        "model M { let a = b\n if c else d }",
+        "model M { forward(x) { y = x\n if c else x\n return y } }",
+    ],
+    "a for loop item has a body in braces ('for v in values { ... }'); a repeat keeps its "
+    "'for' on the line of its item ('Linear(4, 4) for i in range(3)')": [
+        "model M { a = list [ Linear(1, 1)\n for i in range(3) ] }",
+        "model M { a = sequential { ReLU()\n for i in range(3) } }",
     ],
 }
 
@@ -59,14 +83,71 @@ def grammar_text() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
+def _strip_break(token: Token) -> Token:
+    """``IF_STMT`` / ``FOR_STMT`` match the line break before the keyword: place them on it."""
+    raw = str(token)
+    word = raw.lstrip(" \t\f\r\n")
+    skipped = raw[:len(raw) - len(word)]
+    if not skipped:
+        return token
+    breaks = skipped.count("\n")
+    line = (token.line or 1) + breaks
+    column = len(skipped) - skipped.rfind("\n") if breaks else (token.column or 1) + len(skipped)
+    start = (token.start_pos or 0) + len(skipped)
+    return Token(token.type, word, start_pos=start, line=line, column=column, end_line=line,
+                 end_column=column + len(word), end_pos=start + len(word))
+
+
 def build_parser(*, strict: bool = False) -> Lark:
-    return Lark(
+    parser = Lark(
         grammar_text(),
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
         strict=strict,
+        start=["start", "expr"],
+        lexer_callbacks={"IF_STMT": _strip_break, "FOR_STMT": _strip_break},
     )
+    frontend: Any = parser.parser
+    frontend.lexer = _KeywordLexer(frontend.lexer)
+    return parser
+
+
+class _KeywordLexer:
+    """lark's contextual lexer, choosing between the two spellings of ``if`` and ``for``.
+
+    The contextual lexer offers the terminals of the parser's current LALR state, and LALR
+    merges states, so a spelling can be offered where the parse cannot go on with it
+    (``(a\n if c else b)``). Each ``if`` / ``for`` token is tried on a copy of the parser state;
+    if only the other spelling goes on, the token becomes that one. lark's ``on_error`` would
+    come too late: by then the parser has reduced past the point where the other fits.
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def lex(self, lexer_state: Any, parser_state: Any) -> Iterator[Token]:
+        for token in self.inner.lex(lexer_state, parser_state):
+            other = _SWAPS.get(token.type)
+            if other is not None and not _takes(parser_state, token) and _takes(
+                    parser_state, Token.new_borrow_pos(other, str(token), token)):
+                token = Token.new_borrow_pos(other, str(token), token)
+            yield token
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _takes(parser_state: Any, token: Token) -> bool:
+    """Whether the parser can shift ``token`` now (tried on a copy, building no tree)."""
+    trial = parser_state.copy(deepcopy_values=False)
+    trial.parse_conf = copy.copy(parser_state.parse_conf)
+    trial.parse_conf.callbacks = {}
+    try:
+        trial.feed_token(token)
+    except UnexpectedToken:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,9 +157,16 @@ def get_parser() -> Lark:
 
 def parse_tree(text: str, path: str) -> Tree[Token]:
     """Parse ``text`` into lark's tree; syntax errors become located :class:`NetDSLError`."""
+    tree = _parse(text, path, "start")
+    if "f'" in text or 'f"' in text:
+        _parse_fstrings(tree, path)
+    return tree
+
+
+def _parse(text: str, path: str, start: str) -> Tree[Token]:
     parser = get_parser()
     try:
-        return parser.parse(text)
+        return parser.parse(text, start=start)
     except UnexpectedInput as err:
         raise _syntax_error(err, parser, text, path) from None
     except RecursionError:
@@ -86,11 +174,75 @@ def parse_tree(text: str, path: str) -> Tree[Token]:
             path=path, line=1, column=1, end_line=1, end_column=2)) from None
 
 
+# ---------------------------------------------------------------- f-strings
+
+
+def _parse_fstrings(tree: Tree[Token], path: str) -> None:
+    for sub in tree.iter_subtrees():
+        if sub.data == "fstring":
+            token = sub.children[0]
+            assert isinstance(token, Token)
+            sub.children = _fstring_parts(token, path)  # type: ignore[assignment]
+
+
+def _fstring_parts(token: Token, path: str) -> list[Token | Tree[Token]]:
+    """``f"a{i + 1}b"`` -> text, expression tree, text. ``{{`` and ``}}`` are braces."""
+    body = str(token)[2:-1]
+    base = (token.column or 1) + 2  # column of the body's first character
+    parts: list[Token | Tree[Token]] = []
+    text: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            text.append(body[i:i + 2])
+            i += 2
+        elif body.startswith("{{", i) or body.startswith("}}", i):
+            text.append(ch)
+            i += 2
+        elif ch == "}":
+            _fstring_error("single '}' is not allowed; write '}}' for a brace", token, base + i,
+                           path)
+        elif ch == "{":
+            end = body.find("}", i)
+            if end < 0:
+                _fstring_error("'{' is not closed", token, base + i, path)
+            if not body[i + 1:end].strip():
+                _fstring_error("empty expression in braces", token, base + i, path)
+            parts.append(Token("FSTRING_TEXT", "".join(text)))
+            text = []
+            parts.append(_fstring_expr(body[i + 1:end], token, base + i + 1, path))
+            i = end + 1
+        else:
+            text.append(ch)
+            i += 1
+    parts.append(Token("FSTRING_TEXT", "".join(text)))
+    return parts
+
+
+def _fstring_expr(source: str, token: Token, column: int, path: str) -> Tree[Token]:
+    # Padded so that lark counts lines and columns as they are in the file.
+    padded = "\n" * ((token.line or 1) - 1) + " " * (column - 1) + source
+    return _parse(padded, path, "expr")
+
+
+def _fstring_error(message: str, token: Token, column: int, path: str) -> None:
+    line = token.line or 1
+    raise NetDSLError(f"syntax error in f-string: {message}",
+                      Span(path=path, line=line, column=column, end_line=line,
+                           end_column=column + 1))
+
+
+# ---------------------------------------------------------------- messages
+
+
 def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> NetDSLError:
     line, column = max(err.line, 1), max(err.column, 1)
     width = 1
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
-        width = max(len(str(err.token)), 1)
+        token = _strip_break(err.token) if err.token.type in _SWAPS else err.token
+        line, column = token.line or line, token.column or column
+        width = max(len(str(token)), 1)
     span = Span(path=path, line=line, column=column, end_line=line, end_column=column + width)
     return NetDSLError(_syntax_message(err, parser, text), span)
 
@@ -107,14 +259,16 @@ def _syntax_message(err: UnexpectedInput, parser: Lark, text: str) -> str:
     ):
         return f"syntax error: unexpected end of file; expected {_expected(err, parser)}"
     assert isinstance(err, UnexpectedToken)
-    return f"syntax error: unexpected {str(err.token)!r}; expected {_expected(err, parser)}"
+    shown = str(err.token).strip()
+    return f"syntax error: unexpected {shown!r}; expected {_expected(err, parser)}"
 
 
 def _known_mistake(err: UnexpectedInput, parser: Lark) -> str | None:
     if not isinstance(err, UnexpectedToken):
         return None
     try:
-        return err.match_examples(parser.parse, _KNOWN_MISTAKES, use_accepts=True)
+        return err.match_examples(functools.partial(parser.parse, start="start"),
+                                  _KNOWN_MISTAKES, use_accepts=True)
     except UnexpectedInput:  # an example that stopped parsing elsewhere: no match
         return None
 
@@ -132,14 +286,14 @@ def _expected(err: UnexpectedInput, parser: Lark) -> str:
 
 
 def _starts_expression(name: str, parser: Lark) -> bool:
-    if name in {"NAME", "INT", "FLOAT", "STRING"}:
+    if name in {"NAME", "INT", "FLOAT", "STRING", "FSTRING"}:
         return True
     try:
         pattern = parser.get_terminal(name).pattern
     except KeyError:
         return False
     return pattern.type == "str" and pattern.value in {
-        "(", "[", "-", "+", "true", "false", "True", "False", "none", "None"}
+        "(", "[", "-", "+", "true", "false", "True", "False", "none", "None", "not", "..."}
 
 
 def _join_choices(names: list[str]) -> str:

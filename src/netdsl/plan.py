@@ -99,8 +99,9 @@ class RulePlan:
 
     rule: n.InitRule
     func: Callable[..., Any]
-    target_cls: type[nn.Module] | None
-    env: dict[str, Any]
+    # A type rule's class, or the spec block whose instances it selects.
+    target_cls: type[nn.Module] | n.ModelDecl | None
+    env: Any  # the constants where the rule is written (an Env)
     lets: list[n.Let]  # the init block's lets this rule needs, in order
     uses_fan: bool
 
@@ -120,13 +121,25 @@ class ModelPlan:
     rules: list[RulePlan] = field(default_factory=list)
     span: Span | None = None
     inputs: list[InputPlan] = field(default_factory=list)
-    expects: list[n.Expect] = field(default_factory=list)
-    env: dict[str, Any] = field(default_factory=dict)
+    # Each expectation with the constants where it is written.
+    expects: list[tuple[n.Expect, Any]] = field(default_factory=list)
+    env: Any = field(default_factory=dict)  # the constants at the end of the body (an Env)
     # The forward once more, with every op call located (for the shape pass); see forward.py.
     checked_forward: Callable[..., Any] | None = None
     # Forward arguments that index a dict, with the keys they may take (shape pass runs each).
     key_args: dict[str, list[str]] = field(default_factory=dict)
     arg_names: list[str] = field(default_factory=lambda: ["x"])
+    # The module's other methods (defs), compiled like the forward, in both forms.
+    methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    checked_methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # The declaration it instantiates: init rules select a block's instances by it.
+    decl: n.ModelDecl | None = None
+
+    def namespace(self, *, checked: bool = False) -> dict[str, Callable[..., Any]]:
+        """The generated class's methods: the forward and the defs."""
+        forward = self.checked_forward if checked else self.forward
+        methods = self.checked_methods if checked else self.methods
+        return {"forward": forward, **methods}
 
 
 @dataclass

@@ -56,8 +56,9 @@ def init_report(plan: ModelPlan, model: nn.Module,
     used: set[int] = set()
 
     def on_rules(sub: ModelPlan, module: nn.Module, path: str) -> None:
+        modules = dict(module.named_modules())
         for name, owner, pname in _own_parameters(module):
-            rule = winning_rule(sub.rules, name, owner, pname)
+            rule = winning_rule(sub.rules, name, owner, pname, modules)
             if rule is not None:
                 full = _join(path, f"{name}.{pname}" if name else pname)
                 setters[full] = rule  # later (outer) rules override

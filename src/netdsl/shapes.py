@@ -265,7 +265,7 @@ def probe_tree(plan: Plan, trace: Trace) -> nn.Module:
         return nn.ModuleList([probe_tree(p, trace) for p in plan.items])
     if isinstance(plan, DictPlan):
         return nn.ModuleDict({key: probe_tree(p, trace) for key, p in plan.items})
-    cls = type(plan.name, (nn.Module,), {"forward": plan.checked_forward})
+    cls = type(plan.name, (nn.Module,), plan.namespace(checked=True))
     module = cls()
     for name, child in plan.children:
         setattr(module, name, probe_tree(child, trace))

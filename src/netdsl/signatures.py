@@ -104,6 +104,12 @@ class Signature:
                  f"not in the spec", span)
 
     def check_type(self, param: inspect.Parameter, arg: Arg) -> None:
+        accepts = getattr(param.annotation, "accepts", None)
+        if accepts is not None:  # a spec type (netdsl.spectypes)
+            if not accepts(arg.value):
+                fail(f"{self.title} argument '{param.name}' expects {param.annotation}, got "
+                     f"{describe(arg.value)}", arg.span)
+            return
         adapter = _adapter(param.annotation)
         if adapter is None:
             return
@@ -163,7 +169,17 @@ def type_name(annotation: Any) -> str:
 
 
 def describe(value: Value) -> str:
-    """A value as messages show it: ``bool (True)``, ``str ('relu')``."""
-    kind = "none" if value is None else type(value).__name__
-    shown = "none" if value is None else repr(value)
+    """A value as messages show it: ``bool (True)``, ``str ('relu')``, ``layer (ReLU)``."""
+    kind = "none" if value is None else _KINDS.get(type(value).__name__, type(value).__name__)
+    shown = "none" if value is None else _shown(value)
     return kind if kind == shown else f"{kind} ({shown})"
+
+
+# netdsl's own value types as messages name them.
+_KINDS = {"LayerRef": "layer", "FunctionRef": "function", "Builtin": "function"}
+_MAX_SHOWN = 60
+
+
+def _shown(value: Value) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "..."

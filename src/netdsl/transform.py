@@ -22,7 +22,10 @@ _BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//",
 
 def unquote(token: str) -> str:
     """The value of a string literal; only simple escapes exist, nothing is evaluated."""
-    body = token[1:-1]
+    return unescape(token[1:-1])
+
+
+def unescape(body: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(body):
@@ -58,6 +61,13 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def _ident(self, tok: Token) -> n.Ident:
         return n.Ident(name=str(tok), span=self._tok_span(tok))
 
+    def _key(self, key: Any) -> n.Ident | n.FString:
+        """A child's or key's name: a name, a string (its text) or an f-string."""
+        if isinstance(key, n.FString):
+            return key
+        text = unquote(key) if key.type == "STRING" else str(key)
+        return n.Ident(name=text, span=self._tok_span(key))
+
     @staticmethod
     def _split_args(arguments: tuple[list[Any], list[n.Keyword]] | None) -> dict[str, Any]:
         args, kwargs = arguments or ([], [])
@@ -65,9 +75,11 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
 
     # ------------------------------------------------------------ declarations
     def start(self, meta: Meta, items: list[Any]) -> n.Spec:
-        imports = [i for i in items if isinstance(i, n.Import)]
-        models = [i for i in items if isinstance(i, n.ModelDecl)]
-        return n.Spec(path=self.path, imports=imports, models=models)
+        def of(kind: type) -> list[Any]:
+            return [i for i in items if isinstance(i, kind)]
+
+        return n.Spec(path=self.path, imports=of(n.Import), models=of(n.ModelDecl),
+                      defs=of(n.DefDecl), lets=of(n.Let))
 
     def import_decl(self, meta: Meta, items: list[Token]) -> n.Import:
         path_tok, *names = items
@@ -76,29 +88,69 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
                         names=[self._ident(t) for t in names])
 
     def model_decl(self, meta: Meta, items: list[Any]) -> n.ModelDecl:
-        kind, name, params, *body = items
+        kind, name, params, value = items
+        if isinstance(value, list):  # a body
+            return n.ModelDecl(span=self._span(meta), kind=str(kind), name=self._ident(name),
+                               params=params or [], body=value)
         return n.ModelDecl(span=self._span(meta), kind=str(kind), name=self._ident(name),
-                           params=params or [], body=body)
+                           params=params, value=value)
 
     def params(self, meta: Meta, items: list[n.Param | None]) -> list[n.Param]:
         return [p for p in items if p is not None]
 
-    def param(self, meta: Meta, items: list[Any]) -> n.Param:
+    def plain_param(self, meta: Meta, items: list[Any]) -> n.Param:
         name, typ, default = items
-        return n.Param(span=self._span(meta), name=self._ident(name), type=self._ident(typ),
-                       default=default)
+        return n.Param(span=self._span(meta), name=self._ident(name),
+                       type=self._ident(typ) if typ is not None else None, default=default)
+
+    def varargs_param(self, meta: Meta, items: list[Token]) -> n.Param:
+        return n.Param(span=self._span(meta), name=self._ident(items[0]), varargs=True)
+
+    def def_decl(self, meta: Meta, items: list[Any]) -> n.DefDecl:
+        name, params, returns, body = items
+        if not isinstance(body, list):  # def f(x) = expr
+            body = [n.Return(span=body.span, value=body)]
+        return n.DefDecl(span=self._span(meta), name=self._ident(name), params=params,
+                         returns=self._ident(returns) if returns is not None else None,
+                         body=body)
+
+    # ------------------------------------------------------------ items
+    def body(self, meta: Meta, items: list[Any]) -> list[Any]:
+        return [i for i in items if i is not None]
 
     def child(self, meta: Meta, items: list[Any]) -> n.Child:
-        return n.Child(span=self._span(meta), name=self._ident(items[0]), module=items[1])
+        return n.Child(span=self._span(meta), name=self._key(items[0]), module=items[1])
+
+    def named(self, meta: Meta, items: list[Any]) -> n.Named:
+        return n.Named(span=self._span(meta), name=self._key(items[0]), module=items[1])
 
     def let_decl(self, meta: Meta, items: list[Any]) -> n.Let:
-        return n.Let(span=self._span(meta), name=self._ident(items[0]), value=items[1])
+        return n.Let(span=self._span(meta), target=items[1], value=items[2])
 
     def input_decl(self, meta: Meta, items: list[Any]) -> n.InputDecl:
-        return n.InputDecl(span=self._span(meta), name=self._ident(items[0]), type=items[1])
+        return n.InputDecl(span=self._span(meta), name=self._ident(items[1]), type=items[2])
 
     def expect_decl(self, meta: Meta, items: list[Any]) -> n.Expect:
-        return n.Expect(span=self._span(meta), what=self._ident(items[0]), value=items[1])
+        return n.Expect(span=self._span(meta), what=self._ident(items[1]), value=items[2])
+
+    def if_item(self, meta: Meta, items: list[Any]) -> n.IfItem:
+        _, test, body, *rest = items
+        orelse = rest.pop()
+        branches = [n.ItemBranch(span=self._span(meta), test=test, body=body), *rest]
+        return n.IfItem(span=self._span(meta), branches=branches, orelse=orelse)
+
+    def elif_item(self, meta: Meta, items: list[Any]) -> n.ItemBranch:
+        return n.ItemBranch(span=self._span(meta), test=items[0], body=items[1])
+
+    def else_item(self, meta: Meta, items: list[Any]) -> list[Any]:
+        return list(items[0])
+
+    def for_item(self, meta: Meta, items: list[Any]) -> n.ForItem:
+        _, target, iterable, body = items
+        return n.ForItem(span=self._span(meta), target=target, iter=iterable, body=body)
+
+    def assert_stmt(self, meta: Meta, items: list[Any]) -> n.Assert:
+        return n.Assert(span=self._span(meta), test=items[0], msg=items[1])
 
     # ------------------------------------------------------------ modules
     def layer(self, meta: Meta, items: list[Any]) -> n.Layer:
@@ -106,64 +158,92 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
                        **self._split_args(items[1]))
 
     def sequential(self, meta: Meta, items: list[Any]) -> n.Sequential:
-        return n.Sequential(span=self._span(meta), items=[i for i in items if i is not None])
+        return n.Sequential(span=self._span(meta), items=items[1])
 
     def list_block(self, meta: Meta, items: list[Any]) -> n.ListBlock:
-        return n.ListBlock(span=self._span(meta), items=[i for i in items if i is not None])
+        return n.ListBlock(span=self._span(meta), items=[i for i in items[1:] if i is not None])
 
     def dict_block(self, meta: Meta, items: list[Any]) -> n.DictBlock:
-        return n.DictBlock(span=self._span(meta), items=[i for i in items if i is not None])
-
-    def named(self, meta: Meta, items: list[Any]) -> n.Named:
-        return n.Named(span=self._span(meta), name=self._ident(items[0]), module=items[1])
+        return n.DictBlock(span=self._span(meta), items=items[1])
 
     def repeat(self, meta: Meta, items: list[Any]) -> n.Repeat:
-        module, var, (args, kwargs) = items
-        return n.Repeat(span=self._span(meta), module=module, var=self._ident(var),
-                        range_args=args, range_kwargs=kwargs)
+        module, _, target, iterable = items
+        return n.Repeat(span=self._span(meta), module=module, target=target, iter=iterable)
 
-    def dict_item(self, meta: Meta, items: list[Any]) -> n.DictItem:
-        key, module = items
-        text = unquote(key) if key.type == "STRING" else str(key)
-        return n.DictItem(span=self._span(meta), key=n.Ident(name=text, span=self._tok_span(key)),
-                          module=module)
-
-    # ------------------------------------------------------------ forward
+    # ------------------------------------------------------------ forward and functions
     def forward(self, meta: Meta, items: list[Any]) -> n.Forward:
-        args = [self._ident(t) for t in items if isinstance(t, Token)]
-        body = [s for s in items if not isinstance(s, Token) and s is not None]
+        args = [self._ident(t) for t in items[1:] if isinstance(t, Token)]
+        body = next((s for s in items[1:] if isinstance(s, list)), None)
+        if body is None:
+            body = [s for s in items[1:] if isinstance(s, n.Return)]
         return n.Forward(span=self._span(meta), args=args, body=body)
 
     def return_expr(self, meta: Meta, items: list[Any]) -> n.Return:
         return n.Return(span=self._span(meta), value=items[0])
 
+    def stmt_body(self, meta: Meta, items: list[Any]) -> list[Any]:
+        return list(items)
+
     def return_stmt(self, meta: Meta, items: list[Any]) -> n.Return:
-        return n.Return(span=self._span(meta), value=items[0])
+        if len(items) == 1:
+            return n.Return(span=self._span(meta), value=items[0])
+        start, end = items[0].span, items[-1].span
+        span = Span(path=self.path, line=start.line, column=start.column,
+                    end_line=end.end_line, end_column=end.end_column)
+        return n.Return(span=self._span(meta), value=n.TupleExpr(span=span, items=items))
 
     def assign(self, meta: Meta, items: list[Any]) -> n.Assign:
-        return n.Assign(span=self._span(meta), target=self._ident(items[0]), value=items[1])
+        return n.Assign(span=self._span(meta), target=items[0], value=items[1])
+
+    def call_stmt(self, meta: Meta, items: list[Any]) -> n.CallStmt:
+        obj, method, arguments = items
+        span = self._span(meta)
+        value = n.Name(span=self._tok_span(obj), id=str(obj))
+        func = n.Attr(span=span, value=value, attr=self._ident(method))
+        return n.CallStmt(span=span, call=n.Call(span=span, func=func,
+                                                  **self._split_args(arguments)))
 
     def for_stmt(self, meta: Meta, items: list[Any]) -> n.For:
-        var, iterable, *body = items
-        return n.For(span=self._span(meta), var=self._ident(var), iter=iterable, body=body)
+        _, target, iterable, body = items
+        return n.For(span=self._span(meta), target=target, iter=iterable, body=body)
+
+    def if_stmt(self, meta: Meta, items: list[Any]) -> n.IfStmt:
+        _, test, body, *rest = items
+        orelse = rest.pop()
+        branches = [n.StmtBranch(span=self._span(meta), test=test, body=body), *rest]
+        return n.IfStmt(span=self._span(meta), branches=branches, orelse=orelse)
+
+    def elif_stmt(self, meta: Meta, items: list[Any]) -> n.StmtBranch:
+        return n.StmtBranch(span=self._span(meta), test=items[0], body=items[1])
+
+    def else_stmt(self, meta: Meta, items: list[Any]) -> list[Any]:
+        return list(items[0])
+
+    def target_name(self, meta: Meta, items: list[Token]) -> n.Ident:
+        return self._ident(items[0])
+
+    def target_tuple(self, meta: Meta, items: list[Any]) -> n.TupleTarget:
+        targets = [self._ident(i) if isinstance(i, Token) else i for i in items]
+        return n.TupleTarget(span=self._span(meta), items=targets)
 
     # ------------------------------------------------------------ init rules
-    def init_block(self, meta: Meta, items: list[n.InitRule | n.Let]) -> n.Init:
-        return n.Init(span=self._span(meta), items=items)
+    def init_block(self, meta: Meta, items: list[Any]) -> n.Init:
+        return n.Init(span=self._span(meta), items=items[1])
 
     def init_rule(self, meta: Meta, items: list[Any]) -> n.InitRule:
-        (target_kind, target, target_span), param, func, arguments = items
+        (target_kind, target, target_span, subpath, param), func, arguments = items
         return n.InitRule(span=self._span(meta), target_kind=target_kind, target=target,
-                          target_span=target_span, param=str(param), func=self._ident(func),
-                          **self._split_args(arguments))
+                          target_span=target_span, subpath=subpath, param=str(param),
+                          func=self._ident(func), **self._split_args(arguments))
 
-    def type_target(self, meta: Meta, items: list[Token]) -> tuple[str, str, Span]:
+    def type_target(self, meta: Meta, items: list[Token]) -> tuple[Any, ...]:
+        first, *subpath, param = items
         # `Module` selects every module (everything is an nn.Module): the least specific target.
-        kind = "any" if items[0] == "Module" else "type"
-        return (kind, str(items[0]), self._span(meta))
+        kind = "any" if first == "Module" and not subpath else "type"
+        return (kind, str(first), self._tok_span(first), [str(s) for s in subpath], param)
 
-    def path_target(self, meta: Meta, items: list[Token]) -> tuple[str, str, Span]:
-        return ("path", unquote(items[0]), self._span(meta))
+    def path_target(self, meta: Meta, items: list[Token]) -> tuple[Any, ...]:
+        return ("path", unquote(items[0]), self._tok_span(items[0]), [], items[1])
 
     def any_param(self, meta: Meta, items: list[Token]) -> str:
         return "*"
@@ -182,14 +262,47 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def kwarg(self, meta: Meta, items: list[Any]) -> n.Keyword:
         return n.Keyword(span=self._span(meta), name=self._ident(items[0]), value=items[1])
 
+    def starred(self, meta: Meta, items: list[Any]) -> n.Starred:
+        return n.Starred(span=self._span(meta), value=items[0])
+
     def pipeline(self, meta: Meta, items: list[Any]) -> n.Pipeline:
         return n.Pipeline(span=self._span(meta), source=items[0], stage=items[1])
+
+    def ifexp(self, meta: Meta, items: list[Any]) -> n.IfExp:
+        body, _, test, orelse = items
+        return n.IfExp(span=self._span(meta), test=test, body=body, orelse=orelse)
+
+    def or_(self, meta: Meta, items: list[Any]) -> n.BoolOp:
+        return n.BoolOp(span=self._span(meta), op="or", left=items[0], right=items[1])
+
+    def and_(self, meta: Meta, items: list[Any]) -> n.BoolOp:
+        return n.BoolOp(span=self._span(meta), op="and", left=items[0], right=items[1])
+
+    def not_(self, meta: Meta, items: list[Any]) -> n.UnaryOp:
+        return n.UnaryOp(span=self._span(meta), op="not", operand=items[0])
+
+    def compare(self, meta: Meta, items: list[Any]) -> n.Compare:
+        return n.Compare(span=self._span(meta), operands=items[0::2], ops=items[1::2])
+
+    def comp_op(self, meta: Meta, items: list[Token]) -> str:
+        return " ".join(str(t) for t in items)
 
     def call(self, meta: Meta, items: list[Any]) -> n.Call:
         return n.Call(span=self._span(meta), func=items[0], **self._split_args(items[1]))
 
     def index(self, meta: Meta, items: list[Any]) -> n.Index:
         return n.Index(span=self._span(meta), value=items[0], index=items[1])
+
+    def subscripts(self, meta: Meta, items: list[Any]) -> Any:
+        items = [i for i in items if i is not None]
+        if len(items) == 1:  # `x[0,]` is taken as `x[0]`
+            return items[0]
+        return n.TupleExpr(span=self._span(meta), items=items)
+
+    def slice(self, meta: Meta, items: list[Any]) -> n.Slice:
+        lower, upper, *step = items
+        return n.Slice(span=self._span(meta), lower=lower, upper=upper,
+                       step=step[0] if step else None)
 
     def attr(self, meta: Meta, items: list[Any]) -> n.Attr:
         return n.Attr(span=self._span(meta), value=items[0], attr=self._ident(items[1]))
@@ -216,6 +329,10 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def string(self, meta: Meta, items: list[Token]) -> n.Constant:
         return n.Constant(span=self._span(meta), value=unquote(items[0]))
 
+    def fstring(self, meta: Meta, items: list[Any]) -> n.FString:
+        parts = [unescape(str(i)) if isinstance(i, Token) else i for i in items]
+        return n.FString(span=self._span(meta), parts=[p for p in parts if p != ""])
+
     def true(self, meta: Meta, items: list[Token]) -> n.Constant:
         return n.Constant(span=self._span(meta), value=True)
 
@@ -225,14 +342,28 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def none(self, meta: Meta, items: list[Token]) -> n.Constant:
         return n.Constant(span=self._span(meta), value=None)
 
+    def ellipsis(self, meta: Meta, items: list[Token]) -> n.EllipsisExpr:
+        return n.EllipsisExpr(span=self._span(meta))
+
     def tuple(self, meta: Meta, items: list[Any]) -> n.TupleExpr:
         return n.TupleExpr(span=self._span(meta), items=items)
 
     def list(self, meta: Meta, items: list[Any]) -> n.ListExpr:
         return n.ListExpr(span=self._span(meta), items=[i for i in items if i is not None])
 
+    def listcomp(self, meta: Meta, items: list[Any]) -> n.ListComp:
+        element, _, target, iterable, *rest = items
+        cond = rest[1] if len(rest) == 2 else None
+        return n.ListComp(span=self._span(meta), element=element, target=target, iter=iterable,
+                          cond=cond)
+
 
 def to_nodes(tree: Tree[Token], path: str) -> n.Spec:
     result = ToNodes(path).transform(tree)
     assert isinstance(result, n.Spec)
     return result
+
+
+def expr_to_node(tree: Tree[Token] | Token, path: str) -> Any:
+    """An expression subtree (an f-string's part) as a node."""
+    return ToNodes(path).transform(tree)

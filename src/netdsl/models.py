@@ -1,0 +1,216 @@
+"""Models: a model's or block's body -> a ModelPlan (children, forward, methods, rules, inputs).
+
+The body's build-time logic runs first (:mod:`netdsl.body`); :class:`ModelSink` takes what is
+left: children (named as written or by an f-string), input and output declarations, the
+forward, methods and init blocks. Children declared only in branches not taken are *absent*:
+the forward sees them as ``none``, as torchvision's ``self.downsample = None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from . import nodes as n
+from .body import key_of
+from .containers import attributes
+from .errors import NetDSLError, did_you_mean, fail
+from .evaluate import evaluate
+from .forward import ForwardCompiler
+from .params import check_name
+from .plan import InputPlan, ModelPlan, Plan
+from .rules import plan_rules
+from .signatures import describe
+from .values import Env
+
+if TYPE_CHECKING:
+    from .check import Checker
+    from .imports import Unit
+
+EXPECTATIONS = ("output", "params")
+TENSOR_TYPES = ("str", "int", "float", "bool")
+MAX_DIMENSION = 2**31 - 1  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
+
+
+@dataclass
+class ModelSink:
+    """The items of one model or block body, once its logic has run."""
+
+    checker: Checker
+    decl: n.ModelDecl
+    unit: Unit
+    children: dict[str, Plan] = field(default_factory=dict)
+    declared: set[str] = field(default_factory=set)  # children, whether or not they checked
+    absent_names: set[str] = field(default_factory=set)
+    broken_names: set[str] = field(default_factory=set)
+    inputs: list[tuple[n.InputDecl, Env]] = field(default_factory=list)
+    expects: list[tuple[n.Expect, Env]] = field(default_factory=list)
+    forwards: list[n.Forward] = field(default_factory=list)
+    methods: list[n.DefDecl] = field(default_factory=list)
+    inits: list[tuple[n.Init, Env]] = field(default_factory=list)
+    errors_before: int = 0
+
+    def __post_init__(self) -> None:
+        self.errors_before = len(self.checker.errors)
+
+    def item(self, item: Any, env: Env) -> None:
+        if isinstance(item, n.Child):
+            self._child(item, env)
+        elif isinstance(item, n.InputDecl):
+            if self.decl.kind == "block":
+                fail("input declarations belong to models: a block's input comes from where "
+                     "it is used", item.span)
+            self.inputs.append((item, env.copy()))
+        elif isinstance(item, n.Expect):
+            _check_expectation(item)
+            self.expects.append((item, env.copy()))
+        elif isinstance(item, n.Forward):
+            self.forwards.append(item)
+        elif isinstance(item, n.DefDecl):
+            self.methods.append(item)
+        elif isinstance(item, n.Init):
+            self.inits.append((item, env.copy()))
+        else:
+            fail(_misplaced(item), item.span)
+
+    def absent(self, names: list[str]) -> None:
+        self.absent_names.update(names)
+
+    def broken(self, names: list[str]) -> None:
+        self.broken_names.update(names)
+
+    def defined(self, name: str) -> str | None:
+        return "child" if name in self.declared else None
+
+    def _child(self, item: n.Child, env: Env) -> None:
+        name = key_of(item.name, env)
+        _check_child_name(name, item.name)
+        if name in self.declared:
+            fail(f"'{name}' is already defined", item.name.span)
+        if name in env and name not in env.params:
+            fail(f"'{name}' is already a constant; a child needs another name (a parameter "
+                 f"may share its name with a child)", item.name.span)
+        self.declared.add(name)
+        plan = self.checker.module(item.module, self.unit, env)
+        if plan is None:  # its own errors are reported: later uses of it say nothing more
+            self.broken_names.add(name)
+        else:
+            self.children[name] = plan
+
+
+def _check_child_name(name: str, key: n.Ident | n.FString) -> None:
+    if not (name.isidentifier() and name.isascii() and not name.startswith("_")):
+        fail(f"child name {name!r} is not a name (letters, digits and _, starting with a "
+             f"letter)", key.span)
+    check_name(n.Ident(name=name, span=key.span), "child")
+    if name in attributes(nn.Module):
+        fail(f"child name '{name}' clashes with the nn.Module attribute of that name",
+             key.span)
+
+
+def _check_expectation(expect: n.Expect) -> None:
+    if expect.what.name not in EXPECTATIONS:
+        fail(f"unknown expectation '{expect.what.name}'; use one of {', '.join(EXPECTATIONS)}"
+             f"{did_you_mean(expect.what.name, EXPECTATIONS)}", expect.what.span)
+
+
+_MISPLACED = {
+    n.Named: "a model's children are assigned with '=' (name = Layer(...)), not ':'",
+    n.Repeat: "a repeat makes several modules: put it in a container, "
+              "name = list [ Layer(...) for i in range(n) ]",
+    n.InitRule: "an init rule belongs in init { ... }",
+}
+
+
+def _misplaced(item: Any) -> str:
+    for kind, message in _MISPLACED.items():
+        if isinstance(item, kind):
+            return message
+    return "a model's children need names: name = Layer(...)"  # a bare module
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def finish_model(checker: Checker, sink: ModelSink, env: Env) -> ModelPlan | None:
+    decl = sink.decl
+    compiled = _compile(checker, sink, env)
+    taken = set(sink.children) | set(env)
+    rules = plan_rules(sink.inits, taken, checker.collect)
+    inputs: list[InputPlan] = []
+    with checker.collect():
+        inputs = _inputs(sink)
+    if len(checker.errors) > sink.errors_before or compiled is None:
+        return None
+    (forward, methods), (checked, checked_methods), key_args = compiled
+    arg_names = [a.name for a in sink.forwards[0].args] if sink.forwards else ["x"]
+    return ModelPlan(decl.name.name, list(sink.children.items()), forward, rules, decl.span,
+                     inputs, sink.expects, env, checked, key_args, arg_names, methods,
+                     checked_methods, decl)
+
+
+def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
+    """The forward and methods, compiled twice: as they run, and located op by op (for the
+    shape pass)."""
+    for extra in sink.forwards[1:]:
+        checker.errors.append(NetDSLError("forward is defined twice", extra.span))
+    forward = sink.forwards[0] if sink.forwards else None
+    absent = sink.absent_names - sink.declared
+    broken = sink.broken_names - set(sink.children) - set(env)
+    compilers = [ForwardCompiler(sink.decl.name.name, sink.children, env, sink.unit.text,
+                                 broken=broken, cache=checker.forwards, instrument=instrument,
+                                 absent=absent, method_decls=sink.methods)
+                 for instrument in (False, True)]
+    plain = compilers[0].compile(forward, sink.decl.name.span)
+    checker.errors += compilers[0].errors
+    if plain is None:
+        return None
+    checked = compilers[1].compile(forward, sink.decl.name.span)
+    assert checked is not None
+    return plain, checked, compilers[0].key_args
+
+
+def _inputs(sink: ModelSink) -> list[InputPlan]:
+    """Input declarations, one per forward argument, in the forward's order."""
+    if not sink.inputs:
+        return []
+    declared = {item.name.name: (item, env) for item, env in sink.inputs}
+    args = [a.name for a in sink.forwards[0].args] if sink.forwards else ["x"]
+    for item, _ in sink.inputs:
+        if item.name.name not in args:
+            fail(f"'{item.name.name}' is not an argument of forward "
+                 f"({', '.join(args)}){did_you_mean(item.name.name, args)}", item.name.span)
+    missing = [a for a in args if a not in declared]
+    if missing:
+        fail(f"forward argument '{missing[0]}' has no input declaration "
+             f"(input {missing[0]}: [...] or input {missing[0]}: str)", sink.inputs[0][0].span)
+    return [_input(*declared[a]) for a in args]
+
+
+def _input(item: n.InputDecl, env: Env) -> InputPlan:
+    node = item.type
+    if isinstance(node, n.Name) and node.id in TENSOR_TYPES and not env.has_constant(node.id):
+        return InputPlan(item.name.name, None, node.id, item.span)
+    if not isinstance(node, n.ListExpr):
+        fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",
+             node.span)
+    return InputPlan(item.name.name, [dimension(d, env) for d in node.items], "tensor",
+                     item.span)
+
+
+def dimension(node: n.Expr, env: Env) -> int | str:
+    """A shape dimension: a name that is not a constant is symbolic; anything else an int."""
+    if isinstance(node, n.Name) and not env.has_constant(node.id):
+        return node.id
+    value = evaluate(node, env)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
+             node.span)
+    if value > MAX_DIMENSION:
+        fail(f"a dimension is at most {MAX_DIMENSION:,}, got {value:,}", node.span)
+    return value
+
+
+__all__ = ["ModelSink", "dimension", "finish_model"]
