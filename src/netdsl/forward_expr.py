@@ -248,7 +248,7 @@ class ExprCompiler:
             self.require_value(compiled, node.span)
         if all(o.kind == CONST for o in operands):
             result = all(compared(op, a.const, b.const, node.span, budget_of(self.consts))
-                         for op, a, b, node in zip(expr.ops, operands, operands[1:],
+                         for op, a, b, node in zip(expr.ops, operands[:-1], operands[1:],
                                                    expr.operands[1:], strict=True))
             return self.constant(result, expr.span)
         text = operands[0].code

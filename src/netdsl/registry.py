@@ -1,9 +1,13 @@
-"""Registry: the layer names a spec may use, found by introspecting ``torch.nn``.
+"""Registry: the layer names a spec may use, found by introspecting ``torch.nn`` and
+``torchvision.ops``.
 
 Every public ``torch.nn`` module class is a layer under its own name, except the containers that
-the language spells as blocks. Custom modules join only from Python
-(``netdsl.load(..., modules={"Name": cls})``); nothing is ever looked up by a string from a spec
-outside this table.
+the language spells as blocks; so is every layer module of ``torchvision.ops``
+(``StochasticDepth``, ``Conv2dNormActivation``, ...), imported the first time a spec names a
+layer torch.nn does not have. Custom modules join only from Python
+(``netdsl.load(..., modules={"Name": cls})``) or from the user's own configuration
+(``netdsl check --modules mypkg.layers``, ``[tool.netdsl] modules`` in pyproject.toml); nothing
+is ever looked up by a string from a spec outside this table.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import inspect
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from torch import nn
@@ -36,6 +41,34 @@ def torch_layers() -> Mapping[str, type[nn.Module]]:
         obj = getattr(nn, name)
         if (not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, nn.Module)
                 and name not in _NOT_LAYERS):
+            found[name] = obj
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_layers() -> Mapping[str, type[nn.Module]]:
+    """torchvision's layer modules (``torchvision.ops``), by name; imported on first use."""
+    try:
+        import torchvision.ops as ops
+    except ImportError:  # torchvision is a dependency, but a broken install must not crash
+        return {}
+    found: dict[str, type[nn.Module]] = {}
+    for name in sorted(getattr(ops, "__all__", [])):
+        obj = getattr(ops, name, None)
+        if not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, nn.Module):
+            found[name] = obj
+    return found
+
+
+def module_layers(module: ModuleType) -> dict[str, type[nn.Module]]:
+    """The public nn.Module classes a Python module defines (or lists in ``__all__``)."""
+    names = getattr(module, "__all__", None) or [
+        name for name, obj in vars(module).items()
+        if inspect.isclass(obj) and obj.__module__ == module.__name__]
+    found = {}
+    for name in names:
+        obj = getattr(module, name, None)
+        if not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, nn.Module):
             found[name] = obj
     return found
 
@@ -79,14 +112,13 @@ class Registry:
         return cls(dict(modules or {}))
 
     def lookup(self, name: str) -> type[nn.Module] | None:
-        return self.custom.get(name) or torch_layers().get(name)
+        found = self.custom.get(name) or torch_layers().get(name)
+        if found is None and name[:1].isupper():  # layer names are capitalised
+            found = torchvision_layers().get(name)
+        return found
 
     def names(self) -> list[str]:
-        return [*self.custom, *torch_layers()]
+        return [*self.custom, *torch_layers(), *torchvision_layers()]
 
 
-
-
-
-
-__all__ = ["Registry", "layer_signature", "torch_layers"]
+__all__ = ["Registry", "layer_signature", "module_layers", "torch_layers", "torchvision_layers"]
