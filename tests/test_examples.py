@@ -1,7 +1,9 @@
 """Every example under examples/ loads, runs a forward pass and passes ``netdsl check``.
 
 The examples are found with a recursive glob, so a new example is picked up automatically; it
-then needs an entry in INPUTS (the input its forward takes), or its test fails saying so.
+then needs an entry in INPUTS (the input its forward takes), or its test fails saying so. The
+torchvision zoo (examples/zoo/, dozens of builders, some of 100M+ parameters) runs on the meta
+device here; tests/test_zoo.py builds and runs them for real against torchvision.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ def relative(path: Path) -> str:
 
 
 def declared_models(path: Path) -> list[str]:
-    """The names of the ``model`` declarations in a file (blocks are not loadable alone)."""
-    return [m.name.name for m in netdsl.parse_file(path).models if m.kind == "model"]
+    """The ``model`` declarations of a file that load without parameter values (blocks, and
+    models such as the zoo's generic ResNet, are loaded through the models that use them)."""
+    return [m.name.name for m in netdsl.parse_file(path).models if m.kind == "model" and (
+        m.params is None or all(p.default is not None for p in m.params))]
 
 
 def input_features(model: nn.Module) -> int | None:
@@ -64,8 +68,14 @@ def input_features(model: nn.Module) -> int | None:
     return None
 
 
+ZOO = "zoo/"
+ZOO_INPUT = Input((2, 3, 224, 224))
+
+
 def input_for(path: Path, name: str) -> Input:
     key = (relative(path), name)
+    if key[0].startswith(ZOO):
+        return ZOO_INPUT
     if key not in INPUTS:
         pytest.fail(f"{key[0]}: no input for model {name!r}; add an entry for {key!r} to INPUTS "
                     f"in {Path(__file__).name}")
@@ -73,13 +83,14 @@ def input_for(path: Path, name: str) -> Input:
 
 
 def run_forward(path: Path, name: str) -> None:
-    model = netdsl.load(path, model=name).eval()
+    device = "meta" if relative(path).startswith(ZOO) else "cpu"
+    model = netdsl.load(path, model=name, device=device).eval()
     spec = input_for(path, name)
     expected = input_features(model)
     assert expected is None or spec.shape[1] == expected, (
         f"{relative(path)}: {name}'s first layer takes {expected} channels/features, but INPUTS "
         f"gives shape {spec.shape}")
-    x = torch.randn(spec.shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(spec.shape, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         out = model(x, *spec.args, **spec.kwargs)
     assert isinstance(out, torch.Tensor)

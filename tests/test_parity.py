@@ -559,14 +559,14 @@ def torchvision_block(inplanes: int, planes: int, stride: int) -> nn.Module:
     return TorchvisionBasicBlock(inplanes, planes, stride, downsample)
 
 
-@pytest.mark.parametrize(("block", "inplanes", "planes", "stride"), [
-    ("BasicBlock", 64, 64, 1),
-    ("DownBlock", 64, 128, 2),
-    ("DownBlock", 32, 32, 2),
-    ("DownBlock", 32, 64, 1),
+@pytest.mark.parametrize(("inplanes", "planes", "stride"), [
+    (64, 64, 1),
+    (64, 128, 2),
+    (32, 32, 2),
+    (32, 64, 1),
 ])
-def test_block_matches_torchvision(block: str, inplanes: int, planes: int, stride: int) -> None:
-    ours = residual(model=block, inplanes=inplanes, planes=planes, stride=stride)
+def test_block_matches_torchvision(inplanes: int, planes: int, stride: int) -> None:
+    ours = residual(model="BasicBlock", inplanes=inplanes, planes=planes, stride=stride)
     randomize_batchnorm(ours)
     theirs = torchvision_block(inplanes, planes, stride)
     theirs.load_state_dict(ours.state_dict(), strict=True)
@@ -586,9 +586,11 @@ def test_basic_block_same_seed_as_torchvision() -> None:
 def test_blocks_inside_the_model_share_a_class() -> None:
     ours = netdsl.load(example("resnet18.net"), num_classes=10)
     assert type(ours.layer1[0]) is type(ours.layer1[1]) is type(ours.layer2[1])
+    # With a downsample the forward differs (its condition holds): a class of its own.
     assert type(ours.layer2[0]) is type(ours.layer3[0]) is type(ours.layer4[0])
-    assert type(ours.layer1[0]).__name__ == "BasicBlock"
-    assert type(ours.layer2[0]).__name__ == "DownBlock"
+    assert type(ours.layer2[0]) is not type(ours.layer1[0])
+    assert {type(m).__name__ for m in ours.modules() if "Block" in type(m).__name__} == {
+        "BasicBlock"}
 
 
 # ---------------------------------------------------------------- ResNet18 (torchvision)

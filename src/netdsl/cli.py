@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .api import check, init_report, probe, summary
+from .config import ConfigError, custom_layers
 from .errors import NetDSLError
 from .gain import NONLINEARITIES, measure
 from .limits import DEFAULT_LIMITS, Limits
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("--format", choices=["text", "json"], default="text",
                            help="json prints one object with every diagnostic to stdout")
     _add_limits(check_cmd)
+    _add_modules(check_cmd)
     summary_cmd = commands.add_parser(
         "summary", help="a table of layers, output shapes and parameter counts (on meta)")
     summary_cmd.add_argument("file", metavar="FILE", type=Path)
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                              metavar="NAME=VALUE", help="override a model parameter")
     summary_cmd.add_argument("--format", choices=["text", "json"], default="text")
     _add_limits(summary_cmd)
+    _add_modules(summary_cmd)
     _add_lab_commands(commands)
     return parser
 
@@ -83,6 +86,7 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     probe_cmd.add_argument("--plot", type=Path, metavar="PNG",
                            help="write the std per layer, one curve per file, to a PNG")
     _add_limits(probe_cmd)
+    _add_modules(probe_cmd)
     gain_cmd = commands.add_parser(
         "gain", help="calculate_gain next to the gain measured on standard-normal samples")
     gain_cmd.add_argument("nonlinearity", choices=sorted(NONLINEARITIES))
@@ -95,6 +99,7 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     report_cmd.add_argument("--model")
     report_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
                             metavar="NAME=VALUE")
+    _add_modules(report_cmd)
 
 
 _LIMIT_FLAGS = {"max_bytes": "spec size in bytes", "max_depth": "nesting depth",
@@ -109,6 +114,13 @@ def _add_limits(command: argparse.ArgumentParser) -> None:
         default = getattr(DEFAULT_LIMITS, name)
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_positive,
                            default=default, metavar="N", help=f"{what} (default {default:,})")
+
+
+def _add_modules(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--modules", action="append", default=[], metavar="MODULE",
+        help="a Python module whose nn.Module classes the specs may use as layers (repeatable; "
+             "also read from [tool.netdsl] modules in pyproject.toml)")
 
 
 def _positive(text: str) -> int:
@@ -182,7 +194,7 @@ def run_summary(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = summary(args.file, model=args.model, inputs=args.input, limits=_limits(args),
-                         **dict(args.param))
+                         modules=args.layers, **dict(args.param))
     except NetDSLError as err:
         return _report(err)
     if args.format == "json":
@@ -192,14 +204,15 @@ def run_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS) -> Report:
+def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS,
+              modules: dict[str, type] | None = None) -> Report:
     report = Report()
     for path in files:
         if not path.exists():
             report.usage_errors.append(f"netdsl: error: {path}: no such file")
             continue
         report.checked += 1
-        report.errors += check(path, limits=limits)
+        report.errors += check(path, limits=limits, modules=modules)
     for message in report.usage_errors:
         print(_safe(message), file=sys.stderr)
     if fmt == "json":
@@ -223,7 +236,8 @@ def run_probe(args: argparse.Namespace) -> int:
         for path in args.files:
             results.append((path, probe(path, args.input, seed=args.seed,
                                         backward=args.backward, model=args.model,
-                                        limits=_limits(args), **dict(args.param))))
+                                        limits=_limits(args), modules=args.layers,
+                                        **dict(args.param))))
     except NetDSLError as err:
         return _report(err)
     if args.json:
@@ -255,7 +269,8 @@ def run_init_report(args: argparse.Namespace) -> int:
     if _missing([args.file]):
         return EXIT_USAGE
     try:
-        report = init_report(args.file, model=args.model, **dict(args.param))
+        report = init_report(args.file, model=args.model, modules=args.layers,
+                             **dict(args.param))
     except NetDSLError as err:
         return _report(err)
     width = max((len(e.parameter) for e in report.entries), default=9)
@@ -299,11 +314,16 @@ def _safe(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        args.layers = custom_layers(args.modules) if hasattr(args, "modules") else {}
+    except ConfigError as err:
+        print(_safe(f"netdsl: error: {err}"), file=sys.stderr)
+        return EXIT_USAGE
+    try:
         commands = {"summary": run_summary, "probe": run_probe, "gain": run_gain,
                     "init-report": run_init_report}
         if args.command in commands:
             return commands[args.command](args)
-        return run_check(args.files, args.format, _limits(args)).exit_code
+        return run_check(args.files, args.format, _limits(args), args.layers).exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `netdsl init-report ... | head`: the reader has gone

@@ -104,12 +104,21 @@ def _name(expr: n.Name, env: Mapping[str, Value], budget: Budget | None) -> Valu
     try:
         value = lookup(env, expr.id)
     except KeyError:
-        known = list(env.known()) if isinstance(env, Env) else list(env)
-        fail(f"undefined name '{expr.id}'{did_you_mean(expr.id, [*known, *BUILTINS])}",
-             expr.span)
+        fail(_undefined(expr.id, env), expr.span)
     if isinstance(value, Builtin):
         fail(f"undefined name '{expr.id}'; '{expr.id}' is a function: call it", expr.span)
     return value
+
+
+def _undefined(name: str, env: Mapping[str, Value]) -> str:
+    note = env.notes.get(name) if isinstance(env, Env) else None
+    if note is not None:
+        return (f"'{name}' is {note}, not a constant: arguments, lets and conditions in a "
+                f"body are computed from parameters and lets before anything runs")
+    known = [*(env.known() if isinstance(env, Env) else env), *BUILTINS]
+    if name[:1].isupper() and isinstance(env, Env) and env.globals is not None:
+        known += env.globals.world.layer_names()  # a layer used as a value, misspelt
+    return f"undefined name '{name}'{did_you_mean(name, known)}"
 
 
 def _constant(expr: n.Constant, env: Mapping[str, Value], budget: Budget | None) -> Value:

@@ -63,6 +63,7 @@ class ModelSink:
                 fail("input declarations belong to models: a block's input comes from where "
                      "it is used", item.span)
             self.inputs.append((item, env.copy()))
+            env.notes.setdefault(item.name.name, "a forward input")
         elif isinstance(item, n.Expect):
             _check_expectation(item)
             self.expects.append((item, env.copy()))
@@ -93,6 +94,7 @@ class ModelSink:
             fail(f"'{name}' is already a constant; a child needs another name (a parameter "
                  f"may share its name with a child)", item.name.span)
         self.declared.add(name)
+        env.notes[name] = "a child"
         plan = self.checker.module(item.module, self.unit, env)
         if plan is None:  # its own errors are reported: later uses of it say nothing more
             self.broken_names.add(name)
@@ -159,6 +161,8 @@ def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
     forward = sink.forwards[0] if sink.forwards else None
     absent = sink.absent_names - sink.declared
     broken = sink.broken_names - set(sink.children) - set(env)
+    if len(checker.errors) > sink.errors_before:  # no "no children" after a failed one
+        broken.add("")
     compilers = [ForwardCompiler(sink.decl.name.name, sink.children, env, sink.unit.text,
                                  broken=broken, cache=checker.forwards, instrument=instrument,
                                  absent=absent, method_decls=sink.methods)

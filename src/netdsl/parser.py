@@ -66,6 +66,16 @@ _KNOWN_MISTAKES = {
         "model M { let a = b\n if c else d }",
         "model M { forward(x) { y = x\n if c else x\n return y } }",
     ],
+    "a conditional value is written 'a if condition else b' (an if with braces is an item or "
+    "a statement, not a value)": [
+        "model M { let a = if true { 1 } else { 2 } }",
+        "model M { a = Linear(1, if true { 1 } else { 2 }) }",
+        "model M { forward(x) { y = if a { x } else { x } return y } }",
+    ],
+    "a call's result is assigned to a name (y = fc(x)); only a list's append and extend "
+    "stand alone": [
+        "model M { forward(x) { fc(x) return x } }",
+    ],
     "a for loop item has a body in braces ('for v in values { ... }'); a repeat keeps its "
     "'for' on the line of its item ('Linear(4, 4) for i in range(3)')": [
         "model M { a = list [ Linear(1, 1)\n for i in range(3) ] }",
@@ -264,13 +274,27 @@ def _syntax_message(err: UnexpectedInput, parser: Lark, text: str) -> str:
 
 
 def _known_mistake(err: UnexpectedInput, parser: Lark) -> str | None:
-    if not isinstance(err, UnexpectedToken):
+    if not isinstance(err, UnexpectedToken) or err.state is None:
         return None
-    try:
-        return err.match_examples(functools.partial(parser.parse, start="start"),
-                                  _KNOWN_MISTAKES, use_accepts=True)
-    except UnexpectedInput:  # an example that stopped parsing elsewhere: no match
-        return None
+    return _mistake_states().get((err.state.position, err.token.type))
+
+
+# lark's match_examples compares the whole parser stack, so an example matches only a mistake
+# at the same nesting depth after the same number of items; the state alone says enough.
+@functools.lru_cache(maxsize=1)
+def _mistake_states() -> dict[tuple[Any, str], str]:
+    """The parser state and token at which each known mistake's examples fail."""
+    states: dict[tuple[Any, str], str] = {}
+    for message, examples in _KNOWN_MISTAKES.items():
+        for example in examples:
+            try:
+                get_parser().parse(example, start="start")
+            except UnexpectedToken as err:
+                if err.state is not None:
+                    states.setdefault((err.state.position, err.token.type), message)
+            except UnexpectedInput:
+                continue
+    return states
 
 
 # When a name, a number and a string may all come next, the parser wants an expression: say so

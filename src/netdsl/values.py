@@ -194,10 +194,13 @@ class Env(dict[str, Value]):
     """
 
     def __init__(self, values: Mapping[str, Value] | None = None, *,
-                 globals: Globals | None = None, params: frozenset[str] = frozenset()):
+                 globals: Globals | None = None, params: frozenset[str] = frozenset(),
+                 notes: dict[str, str] | None = None):
         super().__init__(values or {})
         self.globals = globals
         self.params = params
+        # What names that are not constants are (a child, a forward input), for messages.
+        self.notes = {} if notes is None else notes
 
     def lookup(self, name: str) -> Value:
         """A name's value, own names first; KeyError when it has none."""
@@ -220,7 +223,7 @@ class Env(dict[str, Value]):
 
     def child(self, values: Mapping[str, Value] | None = None) -> Env:
         """A copy with more names: a comprehension's own scope."""
-        env = Env(self, globals=self.globals, params=self.params)
+        env = Env(self, globals=self.globals, params=self.params, notes=self.notes)
         env.update(values or {})
         return env
 
