@@ -12,6 +12,7 @@ counts, and each spec's length against torchvision's own code (``benchmarks/zoo_
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import sys
 import warnings
@@ -273,3 +274,43 @@ def test_spec_shorter_than_torchvision(file: str) -> None:
     name, spec, reference = zoo_lines.family_counts(file)
     print(f"{name}: {spec} spec lines, {reference} torchvision lines")
     assert spec < reference, f"{name}: {spec} spec lines, not fewer than torchvision's {reference}"
+
+
+# ---------------------------------------------------------------- every builder
+
+
+def zoo_builders() -> list[tuple[str, str]]:
+    """Every model of every zoo file that is a torchvision builder (the generic ResNet, VGG, ...
+    classes take required arguments and are reached through them)."""
+    found = []
+    for path in sorted(ZOO.glob("*.net")):
+        for decl in netdsl.parse_file(path).models:
+            if decl.kind == "model" and hasattr(torchvision.models, decl.name.name) and \
+                    decl.name.name[0].islower():
+                found.append((path.name, decl.name.name))
+    return found
+
+
+def test_every_torchvision_builder_of_the_families_is_there() -> None:
+    families = {"vgg.net": "vgg", "resnet.net": "resnet", "mobilenet_v2.net": "mobilenetv2",
+                "squeezenet.net": "squeezenet", "densenet.net": "densenet",
+                "googlenet.net": "googlenet", "efficientnet.net": "efficientnet",
+                "shufflenet.net": "shufflenetv2"}
+    written = {builder for _, builder in zoo_builders()}
+    for file, module in families.items():
+        public = set(importlib.import_module(f"torchvision.models.{module}").__all__)
+        builders = {name for name in public if name[0].islower()}
+        assert builders <= written, f"{file}: missing {sorted(builders - written)}"
+
+
+@pytest.mark.parametrize(("file", "builder"), [
+    pytest.param(file, builder, id=builder, marks=_marks(builder))
+    for file, builder in zoo_builders()])
+def test_builder_has_torchvision_keys_and_shapes(file: str, builder: str) -> None:
+    """Every builder, at its defaults, on the meta device: the same keys, in the same order,
+    with the same shapes (so the same parameter count) as torchvision's."""
+    with torch.device("meta"):
+        ref = build_reference(builder, {})
+    got = netdsl.load(ZOO / file, model=builder, device="meta")
+    expected = [(k, tuple(v.shape)) for k, v in ref.state_dict().items()]
+    assert [(k, tuple(v.shape)) for k, v in got.state_dict().items()] == expected
