@@ -154,7 +154,8 @@ def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[
         plan = checker.declaration(decl, unit, [], given, decl.name.span)
         if plan is not None and not isinstance(plan, ModelPlan):
             fail(f"'{decl.name.name}' is a {_kind_of(plan)}, not a model: a model to load has a "
-                 f"body, or is a call of a model or block", decl.name.span)
+                 f"body with its children, or is a call of a model or block (declare the "
+                 f"{_kind_of(plan)} as a block and use it in a model)", decl.name.span)
     _raise_first(checker.errors)
     assert isinstance(plan, ModelPlan)
     return plan

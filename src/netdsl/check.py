@@ -100,7 +100,7 @@ class Checker:
                  decl.name.span)
         self.stack.append(name)
         try:
-            if decl.value is not None and decl.params is None:
+            if isinstance(decl.value, n.Layer) and decl.params is None:
                 return self.call(self.partial_target(decl, unit), args, kwargs, span)
             env = bind(f"{name}()", decl.params or [], args, kwargs, span,
                        self.world.globals(unit))
@@ -113,10 +113,7 @@ class Checker:
     def partial_target(self, decl: n.ModelDecl, unit: Unit) -> LayerRef:
         """``model vgg11 = VGG(A, false)``: the call's layer with its arguments bound ahead."""
         value = decl.value
-        if not isinstance(value, n.Layer):
-            fail(f"'{decl.name.name}' has no parameter list, so it must be a call "
-                 f"({decl.name.name} = Layer(...)); give it parameters to be a {value.kind}: "
-                 f"{decl.kind} {decl.name.name}() = ...", value.span)
+        assert isinstance(value, n.Layer)
         env = self.globals_env(unit)
         ref = self.resolve(value.name, env)
         args, kwargs = evaluate_args(value.args, value.kwargs, env)
@@ -124,7 +121,7 @@ class Checker:
 
     def signature(self, decl: n.ModelDecl, unit: Unit) -> Signature:
         """The parameters a declaration takes (for a partial one, those its call leaves)."""
-        if decl.value is None or decl.params is not None:
+        if not isinstance(decl.value, n.Layer) or decl.params is not None:
             return signature_of(f"{decl.name.name}()", decl.params or [], typed=True)
         ref = self.partial_target(decl, unit)
         if ref.is_class:

@@ -76,10 +76,12 @@ _KNOWN_MISTAKES = {
     "stand alone": [
         "model M { forward(x) { fc(x) return x } }",
     ],
-    "a for loop item has a body in braces ('for v in values { ... }'); a repeat keeps its "
-    "'for' on the line of its item ('Linear(4, 4) for i in range(3)')": [
+    "a for loop item needs a body in braces ('for v in values { ... }'); a repeat "
+    "('Layer(...) for i in range(n)') is an item of a list or sequential, with its 'for' on "
+    "the line of its item": [
         "model M { a = list [ Linear(1, 1)\n for i in range(3) ] }",
         "model M { a = sequential { ReLU()\n for i in range(3) } }",
+        "model M { a = Linear(1, 1) for i in range(3) }",
     ],
 }
 
@@ -219,6 +221,10 @@ def _fstring_parts(token: Token, path: str) -> list[Token | Tree[Token]]:
                 _fstring_error("'{' is not closed", token, base + i, path)
             if not body[i + 1:end].strip():
                 _fstring_error("empty expression in braces", token, base + i, path)
+            spec = _format_spec(body[i + 1:end])
+            if spec >= 0:
+                _fstring_error("format specs and conversions ({x:3}, {x!r}) are not supported",
+                               token, base + i + 1 + spec, path)
             parts.append(Token("FSTRING_TEXT", "".join(text)))
             text = []
             parts.append(_fstring_expr(body[i + 1:end], token, base + i + 1, path))
@@ -228,6 +234,17 @@ def _fstring_parts(token: Token, path: str) -> list[Token | Tree[Token]]:
             i += 1
     parts.append(Token("FSTRING_TEXT", "".join(text)))
     return parts
+
+
+def _format_spec(source: str) -> int:
+    """Where a ``:`` or ``!`` outside brackets starts a format spec, or -1."""
+    depth = 0
+    for i, ch in enumerate(source):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and (ch == ":" or (ch == "!" and source[i + 1:i + 2] != "=")):
+            return i
+    return -1
 
 
 def _fstring_expr(source: str, token: Token, column: int, path: str) -> Tree[Token]:
