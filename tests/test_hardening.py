@@ -300,8 +300,12 @@ def _terminal_strategies(start: str) -> dict[str, st.SearchStrategy[str]]:
 _WHOLE_FILES = from_lark(_LARK, start="start", explicit=_terminal_strategies("start"))
 _SINGLE_MODELS = from_lark(_LARK, start="model_decl", explicit={
     **_terminal_strategies("model_decl"), "BLOCK": st.just("model ")})
+# Bodies of items (children, lets, ifs, fors, init blocks, ...) in a model that has an input and
+# a child already, so that more of them load and reach the build-time logic and the forward.
+_BODIES = from_lark(_LARK, start="body", explicit=_terminal_strategies("body")).map(
+    lambda body: "model M {\n    input x: [N, 4]\n    fc = Linear(4, 4)\n" + body[1:])
 # Single models cost about ten times as much to draw (most draws overrun and are thrown away).
-GENERATED_SPECS = st.one_of(_WHOLE_FILES, _WHOLE_FILES, _SINGLE_MODELS)
+GENERATED_SPECS = st.one_of(_WHOLE_FILES, _WHOLE_FILES, _SINGLE_MODELS, _BODIES, _BODIES)
 
 
 @pytest.mark.fuzz

@@ -34,6 +34,7 @@ from .registry import Registry
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
 from .summary import Summary, summarize
+from .values import LayerRef
 
 PathLike = str | os.PathLike[str]
 
@@ -176,7 +177,15 @@ def bind_overrides(checker: Checker, decl: n.ModelDecl, unit: Unit, params: Mapp
     for key, value in params.items():
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span)
-    return [Arg(value, decl.name.span, key, decl.name.span) for key, value in params.items()]
+    return [Arg(_from_python(value), decl.name.span, key, decl.name.span)
+            for key, value in params.items()]
+
+
+def _from_python(value: Any) -> Any:
+    """A layer class given from Python (``block=nn.Linear``) is a layer value of the spec."""
+    if isinstance(value, type) and issubclass(value, nn.Module):
+        return LayerRef(value.__name__, value)
+    return value
 
 
 def _list_params(known: list[str]) -> str:

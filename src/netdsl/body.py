@@ -93,16 +93,25 @@ def _if(item: n.IfItem, env: Env, sink: Sink, collect: Collect) -> None:
 
 
 def _for(item: n.ForItem, env: Env, sink: Sink, collect: Collect) -> None:
+    """The body once per value. The loop's variables name each value for the body only (a
+    forward may use the names again); lets made inside the loop stay, as in Python."""
     budget = budget_of(env)
+    names = [ident.name for ident in n.target_names(item.target)]
     for ident in n.target_names(item.target):
         check_name(ident, "loop variable")
         if ident.name in env.params:
             fail(f"loop variable '{ident.name}' hides a parameter", ident.span)
-    for value in iterate(evaluate(item.iter, env), item.iter.span, budget):
-        if budget is not None:
-            budget.spend(1, item.span)
-        bind_target(item.target, value, env, item.span)
-        run(item.body, env, sink, collect)
+    saved = {name: env[name] for name in names if name in env}
+    try:
+        for value in iterate(evaluate(item.iter, env), item.iter.span, budget):
+            if budget is not None:
+                budget.spend(1, item.span)
+            bind_target(item.target, value, env, item.span)
+            run(item.body, env, sink, collect)
+    finally:
+        for name in names:
+            env.pop(name, None)
+        env.update(saved)
 
 
 def _child_names(body: list[Any]) -> Iterator[str]:

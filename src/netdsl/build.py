@@ -72,6 +72,8 @@ def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> n
     module = classes[key]()
     for name, child in plan.children:
         setattr(module, name, build(child, classes))
+    for name in plan.absent:  # a plain attribute, not a submodule: no state, no parameters
+        setattr(module, name, None)
     apply_rules(module, plan.rules)
     return module
 

@@ -110,8 +110,14 @@ def _name(expr: n.Name, env: Mapping[str, Value], budget: Budget | None) -> Valu
     return value
 
 
+# Names that exist in a forward only.
+_FORWARD_ONLY = {"training": "the module's training mode, known in the forward only "
+                             "(if training { ... } there)"}
+
+
 def _undefined(name: str, env: Mapping[str, Value]) -> str:
     note = env.notes.get(name) if isinstance(env, Env) else None
+    note = note or _FORWARD_ONLY.get(name)
     if note is not None:
         return (f"'{name}' is {note}, not a constant: arguments, lets and conditions in a "
                 f"body are computed from parameters and lets before anything runs")

@@ -48,6 +48,9 @@ Functions = dict[str, Callable[..., Any]]
 class _Block:
     lines: list[str]
     returns: bool  # every path through it ends in a return
+    # ... because of an `if` on constants: what follows is dead for these constants only, so
+    # it is dropped rather than reported as unreachable.
+    folded: bool = False
 
 
 @dataclass
@@ -185,16 +188,19 @@ class ForwardCompiler(ExprCompiler):
     def _check_cycles(self) -> None:
         """Methods may call each other, but not in a circle (a forward that never returns)."""
         for decl in self.method_decls:
-            seen = {decl.name.name}
-            stack = [decl.name.name]
+            start = decl.name.name
+            paths: dict[str, list[str]] = {start: [start]}
+            stack = [start]
             while stack:
-                for callee, span in self._calls_of(stack.pop()):
-                    if callee == decl.name.name:
-                        self.error(f"method '{callee}' calls itself; recursion is not allowed",
-                                   span)
+                caller = stack.pop()
+                for callee, span in self._calls_of(caller):
+                    if callee == start:
+                        chain = " -> ".join([*paths[caller], start])
+                        self.error(f"method '{start}' calls itself ({chain}); recursion is not "
+                                   f"allowed", span)
                         return
-                    if callee not in seen:
-                        seen.add(callee)
+                    if callee not in paths:
+                        paths[callee] = [*paths[caller], callee]
                         stack.append(callee)
 
     def _calls_of(self, method: str) -> list[tuple[str, Span]]:
@@ -203,10 +209,11 @@ class ForwardCompiler(ExprCompiler):
     # ------------------------------------------------------------ statements
     def _block(self, body: list[n.Stmt], in_loop: bool = False) -> _Block:
         lines: list[str] = []
-        returns = False
+        returns = folded = False
         for stmt in body:
             if returns:
-                self.error("code after 'return' never runs", stmt.span)
+                if not folded:
+                    self.error("code after 'return' never runs", stmt.span)
                 break
             try:
                 block = self._stmt(stmt, in_loop)
@@ -215,8 +222,8 @@ class ForwardCompiler(ExprCompiler):
                 returns = isinstance(stmt, n.Return)  # reported: no "never returns" as well
                 continue
             lines += block.lines
-            returns = block.returns
-        return _Block(lines or ["pass"], returns)
+            returns, folded = block.returns, block.folded
+        return _Block(lines or ["pass"], returns, folded)
 
     def _stmt(self, stmt: n.Stmt, in_loop: bool) -> _Block:
         if isinstance(stmt, n.Assign):
@@ -293,6 +300,11 @@ class ForwardCompiler(ExprCompiler):
 
     def _for(self, stmt: n.For) -> list[str]:
         iterable = self.expr(stmt.iter)
+        if iterable.kind == CONST and not isinstance(iterable.const, (tuple, list, str)):
+            what = _absent_text(stmt.iter) if iterable.const is None else \
+                f"a constant ({iterable.code})"
+            fail(f"can only loop over a list, a sequential, a dict's items() or a value, not "
+                 f"{what}", stmt.iter.span)
         if iterable.kind not in ITERABLE and iterable.kind != CONST:
             fail(f"can only loop over a list, a sequential, a dict's items() or a value, not "
                  f"{kind_name(iterable)}", stmt.iter.span)
@@ -337,7 +349,9 @@ class ForwardCompiler(ExprCompiler):
         if taken is None and stmt.orelse is not None:
             taken = self._block(stmt.orelse, in_loop)
         if not lines:  # every condition was a constant: straight-line code
-            return taken if taken is not None else _Block([], False)
+            if taken is None:
+                return _Block([], False)
+            return _Block(taken.lines, taken.returns, folded=taken.returns or taken.folded)
         if taken is not None:
             lines += ["else:", *(INDENT + line for line in taken.lines)]
         return _Block(lines, taken is not None and taken.returns and all(returns))
@@ -365,6 +379,11 @@ class ForwardCompiler(ExprCompiler):
             self.error(f"{what} '{name}' has the same name as a {clash}", ident.span)
             return False
         return True
+
+
+def _absent_text(node: n.Expr) -> str:
+    name = node.id if isinstance(node, n.Name) else "it"
+    return f"none: '{name}' is a child whose condition did not hold"
 
 
 def _target_text(target: n.Ident | n.TupleTarget, top: bool = True) -> str:

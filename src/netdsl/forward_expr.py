@@ -97,6 +97,10 @@ class ExprCompiler:
     def require_value(self, compiled: Compiled, span: Span) -> None:
         if compiled.kind not in (VALUE, CONST, BROKEN):
             fail(f"{kind_name(compiled)} is not a value; call it with an input", span)
+        problem = _literal_problem(compiled.const) if compiled.kind == CONST else None
+        if problem is not None:
+            fail(f"{describe(problem)} is not a value in a forward (a layer is built as a "
+                 f"child, and called there)", span)
 
     def condition(self, expr: n.Expr) -> Compiled:
         """An expression tested for truth: a present child is true, an absent one false."""
@@ -114,10 +118,15 @@ class ExprCompiler:
         return compiled
 
     def constant(self, value: Any, span: Span) -> Compiled:
+        """A constant; only literals whose repr() is Python source may become code.
+
+        Anything else (a layer inside a config tuple) may still be indexed or compared now, but
+        using it as a value is an error (:meth:`require_value`), and its code is not Python.
+        """
         if isinstance(value, float) and not math.isfinite(value):
             fail("number is too large", span)
-        if isinstance(value, (LayerRef, FunctionRef, Builtin)):
-            fail(f"{describe(value)} is not a value in a forward", span)
+        if _literal_problem(value) is not None:
+            return Compiled("<not a value>", CONST, const=value)
         return Compiled(repr(value), CONST, const=value)
 
     def error(self, message: str, span: Span) -> None:
@@ -243,7 +252,7 @@ class ExprCompiler:
         return Compiled(f"({body} if {test.code} else {orelse})", VALUE)
 
     def _compare(self, expr: n.Compare) -> Compiled:
-        operands = [self.expr(o) for o in expr.operands]
+        operands = self._presence([self.expr(o) for o in expr.operands], expr)
         for compiled, node in zip(operands, expr.operands, strict=True):
             self.require_value(compiled, node.span)
         if all(o.kind == CONST for o in operands):
@@ -255,6 +264,18 @@ class ExprCompiler:
         for op, operand in zip(expr.ops, operands[1:], strict=True):
             text += f" {op} {operand.code}"
         return Compiled(f"({text})", VALUE)
+
+    def _presence(self, operands: list[Compiled], expr: n.Compare) -> list[Compiled]:
+        """``downsample != none`` on a present child: a child is not none (it is there)."""
+        modules = [o for o in operands if o.kind in ("sequential", "list", "dict", MODULE)]
+        if not modules:
+            return operands
+        if not set(expr.ops) <= {"==", "!="} or any(o.kind != CONST for o in operands
+                                                    if o not in modules):
+            fail(f"{kind_name(modules[0])} can only be compared with none (is it there?)",
+                 expr.span)
+        return [Compiled("None", CONST, const=_PRESENT) if o in modules else o
+                for o in operands]
 
     def _pipeline(self, expr: n.Pipeline) -> Compiled:
         return self.expr(self.desugar(expr))
@@ -422,13 +443,31 @@ class ExprCompiler:
         if target.kind == CONST and target.const is None:
             fail("none cannot be indexed (a child whose condition did not hold?)",
                  expr.value.span)
-        if target.kind in (VALUE, CONST):
+        if target.kind == CONST:
+            return self._const_index(target, expr)
+        if target.kind == VALUE:
             index = self._subscript(expr.index)
             if self.instrument:
                 return self.located("_operator.getitem", [target.code, index.object], expr.span,
                                     "[]")
             return Compiled(f"{target.code}[{index.text}]", VALUE)
         fail(f"{kind_name(target)} cannot be indexed", expr.value.span)
+
+    def _const_index(self, target: Compiled, expr: n.Index) -> Compiled:
+        """A constant indexed by constants is a constant: ``settings[1]``, ``cfg[1:]``."""
+        from .evaluate import evaluate
+
+        scope = self.consts.child({"_c": target.const}) if hasattr(self.consts, "child") \
+            else {**self.consts, "_c": target.const}
+        # The index is evaluated with the constants; its names must all be constants.
+        if not all(self._is_constant_name(name) for name in n.names_in(expr.index)):
+            fail(f"a constant ({target.code}) is indexed by constants", expr.index.span)
+        node = n.Index(span=expr.span, value=n.Name(span=expr.value.span, id="_c"),
+                       index=expr.index)
+        return self.constant(evaluate(node, scope), expr.span)
+
+    def _is_constant_name(self, name: str) -> bool:
+        return name in self.consts and name not in self.scope and name not in self.children
 
     def _subscript(self, node: n.Expr) -> _Subscript:
         """An index as written (``:, 0``) and as an object (``(_slice(None, None, None), 0)``)."""
@@ -532,10 +571,39 @@ class ExprCompiler:
         return n.Call(span=expr.span, func=stage, args=[expr.source])
 
 
+class _Present:
+    """Stands for a present child in ``child == none`` / ``child != none``."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Present)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_PRESENT = _Present()
+
+
 @dataclass(frozen=True)
 class _Subscript:
     text: str  # as in `x[...]`
     object: str  # the same index as an expression, for `_operator.getitem(x, ...)`
+
+
+def _literal_problem(value: Any) -> Any:
+    """The first part of a constant that is not a literal, or None. Numbers, strings, booleans,
+    none, and tuples and lists of them may reach the generated code; a layer's repr() there
+    would be a bare name."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack += item
+        elif isinstance(item, float) and not math.isfinite(item):
+            return item
+        elif not (item is None or isinstance(item, (bool, int, float, str, _Present))):
+            return item
+    return None
 
 
 def _is_number(value: Any) -> bool:

@@ -150,7 +150,7 @@ def finish_model(checker: Checker, sink: ModelSink, env: Env) -> ModelPlan | Non
     arg_names = [a.name for a in sink.forwards[0].args] if sink.forwards else ["x"]
     return ModelPlan(decl.name.name, list(sink.children.items()), forward, rules, decl.span,
                      inputs, sink.expects, env, checked, key_args, arg_names, methods,
-                     checked_methods, decl)
+                     checked_methods, decl, sorted(sink.absent_names - sink.declared))
 
 
 def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:

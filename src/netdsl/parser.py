@@ -72,6 +72,15 @@ _KNOWN_MISTAKES = {
         "model M { a = Linear(1, if true { 1 } else { 2 }) }",
         "model M { forward(x) { y = if a { x } else { x } return y } }",
     ],
+    "a tuple is written in parentheses: let a, b = (1, 2)": [
+        "model M { let a, b = 1, 2 }",
+        "model M { let a = 1, 2 }",
+        "model M { forward(x) { a, b = x, x\n return a } }",
+    ],
+    "on the line of a module, 'for' makes a repeat ('Layer(...) for i in range(n)', no "
+    "braces); a for loop item ('for v in values { ... }') starts on a line of its own": [
+        "model M { s = sequential { Linear(2, 2) for i in range(2) { ReLU() } } }",
+    ],
     "a call's result is assigned to a name (y = fc(x)); only a list's append and extend "
     "stand alone": [
         "model M { forward(x) { fc(x) return x } }",

@@ -134,6 +134,9 @@ class ModelPlan:
     checked_methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
     # The declaration it instantiates: init rules select a block's instances by it.
     decl: n.ModelDecl | None = None
+    # Children declared only under conditions that did not hold: attributes set to None, as
+    # torchvision's `self.downsample = None`.
+    absent: list[str] = field(default_factory=list)
 
     def namespace(self, *, checked: bool = False) -> dict[str, Callable[..., Any]]:
         """The generated class's methods: the forward and the defs."""
