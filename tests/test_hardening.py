@@ -711,7 +711,8 @@ def test_expect_params_takes_a_number(value: str, tmp_path: Path) -> None:
 
 
 # Found hanging `netdsl check` (each ran for minutes or more). Starting Python and importing torch
-# takes ~2 s; all of these together check in about a second.
+# takes ~2 s; each of these then ends in a second or two (the build-time logic ones spend the
+# whole step budget first).
 HANG_SPECS = {
     # the shape check ran the forward's Python arithmetic, which had no size bound
     "forward-power": "model M {\n    input x: [N, 2]\n    forward(x) = x * 3 ** 10 ** 9\n}\n",
@@ -723,8 +724,21 @@ HANG_SPECS = {
     # 10,000 errors in a 40 KB spec: the checker's duplicate test (Checker.collect) compared
     # each new error with every earlier one: 92 s; a 1 MiB spec of them, hours
     "10000-errors": "model M { s = sequential { " + "X() " * 10_000 + "} }\n",
+    # Build-time logic: each would run for minutes or fill memory without the step budget.
+    "nested-loops": "model M {\n    for i in range(100000) { for j in range(100000) "
+                    "{ let a = i + j } }\n    fc = Linear(2, 2)\n}\n",
+    "function-in-a-loop": "def f(n: int) -> int {\n    s = 0\n    for i in range(n) "
+                          "{ s = s + i }\n    return s\n}\nlet X = [f(100000) for i in "
+                          "range(100000)]\nmodel M { fc = Linear(2, 2) }\n",
+    "huge-list": "let X = [0] * 10 ** 9\nmodel M { fc = Linear(2, 2) }\n",
+    "big-integers": "let X = sum([len(str(10 ** 1200)) for i in range(10 ** 6)])\n"
+                    "model M { fc = Linear(2, X) }\n",
+    "children-from-a-loop": "model M {\n    s = sequential { for i in range(10 ** 7) "
+                            "{ ReLU() } }\n}\n",
+    "comprehension-of-comprehensions": "let X = [[j for j in range(10 ** 5)] for i in "
+                                       "range(10 ** 5)]\nmodel M { fc = Linear(2, 2) }\n",
 }
-HANG_TIMEOUT = 15.0
+HANG_TIMEOUT = 90.0
 _CHECK_EACH = """
 import sys
 from netdsl.cli import main
@@ -1269,3 +1283,128 @@ def test_cli_escapes_a_missing_file_name(tmp_path: Path,
     assert code == 2
     assert_log_safe(stderr)
     assert stderr == "netdsl: error: no\\x1b[2Jsuch\n:\\:error:\\:x.net: no such file\n"
+
+
+# ------------------------------------------------------------------ d. build-time logic
+
+
+@pytest.mark.parametrize(("spec", "message", "line", "column"), [
+    ("model M {\n    for i in range(10 ** 9) { let a = i }\n    fc = Linear(2, 2)\n}",
+     "this spec takes more than 1,000 steps to evaluate (Limits.max_steps, netdsl check "
+     "--max-steps)", 2, 14),  # refused before the first iteration
+    ("let X = [false] * 5000\nmodel M { fc = Linear(2, 2) }",
+     "this spec takes more than 1,000 steps to evaluate (Limits.max_steps, netdsl check "
+     "--max-steps)", 1, 9),
+    ("def f(n: int) -> int = n\nlet X = [f(i) for i in range(400)]\n"
+     "model M { fc = Linear(2, len(X)) }",
+     "this spec takes more than 1,000 steps to evaluate (Limits.max_steps, netdsl check "
+     "--max-steps)", 2, 12),
+])
+def test_max_steps(spec: str, message: str, line: int, column: int, tmp_path: Path) -> None:
+    path = tmp_path / "m.net"
+    path.write_text(spec, encoding="utf-8")
+    errors = netdsl.check(path, limits=Limits(max_steps=1000))
+    assert [where(e) for e in errors] == [(message, line, column)]
+    for each in errors:
+        assert_clean(each)
+
+
+def test_max_steps_is_for_the_whole_file(tmp_path: Path) -> None:
+    """Every declaration of a file checked with one budget: many small models cannot add up
+    to a long check."""
+    one = "model M{i}(n: int = 1) {{\n    for i in range(300) {{ let a = i }}\n" \
+          "    fc = Linear(2, 2)\n}}\n"
+    path = tmp_path / "m.net"
+    path.write_text("".join(one.format(i=i) for i in range(2)), encoding="utf-8")
+    assert netdsl.check(path, limits=Limits(max_steps=2000)) == []
+    path.write_text("".join(one.format(i=i) for i in range(8)), encoding="utf-8")
+    errors = netdsl.check(path, limits=Limits(max_steps=2000))
+    assert len(errors) == 1 and errors[0].message.startswith("this spec takes more than 2,000")
+
+
+def test_max_steps_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("m.net").write_text("let X = [0] * 500\nmodel M { fc = Linear(2, 2) }\n",
+                             encoding="utf-8")
+    assert run_cli("check", "--max-steps", "1000", "m.net") == (0, "netdsl: 1 valid\n")
+    code, stderr = run_cli("check", "--max-steps", "400", "m.net")
+    assert code == 1 and "this spec takes more than 400 steps" in stderr
+
+
+def test_loops_count_the_modules_they_make() -> None:
+    spec = "model M { s = sequential { for i in range(3) { ReLU() Tanh() } } }"  # 7 modules
+    assert len(netdsl.loads(spec, limits=Limits(max_modules=7)).s) == 6
+    assert load_error(spec, limits=Limits(max_modules=6)).message == (
+        "this builds more than 6 modules (Limits.max_modules, netdsl check --max-modules)")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("def f(n: int) -> int = g(n)\ndef g(n: int) -> int = f(n)\nmodel M { fc = Linear(2, f(1)) }",
+     "function 'f' calls itself (f -> g -> f); recursion is not allowed"),
+    ("let A = B\nlet B = A\nmodel M { fc = Linear(2, A) }", "'A' is defined in terms of itself"),
+    ("model M { fc = Linear(2, int(str(10 ** 4000))) }", "arithmetic error: result is too large"),
+    ("model M { fc = Linear(2, round(1, -1000000000)) }",
+     "round(): ndigits is at most 400 either way"),
+    ("model M { let s = \"ab\" * 10 ** 9\n fc = Linear(2, 2) }",
+     "this spec takes more than 1,000,000 steps to evaluate (Limits.max_steps, netdsl check "
+     "--max-steps)"),
+])
+def test_logic_that_would_not_end_is_refused(spec: str, message: str) -> None:
+    assert load_error(spec).message == message
+
+
+def test_a_chain_of_2000_functions() -> None:
+    """Each call nests the evaluator: a deep chain is a clean error, never a RecursionError."""
+    chain = "".join(f"def f{i}(n: int) -> int = f{i + 1}(n)\n" for i in range(2000))
+    spec = chain + "def f2000(n: int) -> int = n\nmodel M { fc = Linear(2, f0(2)) }"
+    err = load_error(spec)
+    assert "nested too deeply" in err.message
+
+
+# A random build-time program over a small language (lets, ifs, fors, f-string names) builds the
+# same layers as the same program run by Python; a second generator keeps the fuzz close to the
+# semantics, where the grammar fuzz above mostly finds syntax errors.
+@dataclass
+class Program:
+    spec: str
+    widths: list[tuple[str, int]]  # (key, out_features) of the Linear layers, in order
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> Program:
+    lines = ["let w = 4"]
+    python_w, out = 4, []
+    for step in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["for", "if", "let"]))
+        k = draw(st.integers(0, 3))
+        if kind == "let":
+            lines.append(f"let w = w + {k}")
+            python_w += k
+        elif kind == "if":
+            cond = draw(st.sampled_from(["w > 5", "w % 2 == 0", "w in (4, 7)", "not w < 6"]))
+            taken = eval(cond, {}, {"w": python_w})  # noqa: S307  # the test's own reference
+            lines.append(f'if {cond} {{ f"a{step}": Linear(w, {k + 1}) }} else {{ '
+                         f'f"b{step}": Linear(w, {k + 2}) }}')
+            out.append((f"{'a' if taken else 'b'}{step}", k + 1 if taken else k + 2))
+        else:
+            lines.append(f'for i in range({k}) {{ f"c{step}_{{i}}": Linear(w, i + w)'
+                         f'  let w = w + 1 }}')
+            for i in range(k):
+                out.append((f"c{step}_{i}", i + python_w))
+                python_w += 1
+    body = "\n        ".join(lines)
+    return Program(f"model M {{\n    s = sequential {{\n        {body}\n    }}\n}}\n", out)
+
+
+@pytest.mark.fuzz
+def test_generated_programs_build_what_python_builds() -> None:
+    @fuzz_settings(max(FUZZ_EXAMPLES // 10, 50))
+    @given(program=programs())
+    def run(program: Program) -> None:
+        if not program.widths:
+            return  # an empty sequential: nothing to compare
+        model = netdsl.loads(program.spec, device="meta")
+        assert [(k, m.out_features) for k, m in model.s.named_children()] == program.widths, \
+            program.spec
+
+    run()

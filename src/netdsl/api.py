@@ -20,7 +20,7 @@ from . import nodes as n
 from . import provenance
 from .build import build, count_parameters, has_rules
 from .check import Checker
-from .errors import InternalError, NetDSLError, Span, did_you_mean, fail
+from .errors import InternalError, LimitError, NetDSLError, Span, did_you_mean, fail
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
@@ -34,7 +34,7 @@ from .registry import Registry
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
 from .summary import Summary, summarize
-from .values import LayerRef
+from .values import Budget, LayerRef
 
 PathLike = str | os.PathLike[str]
 
@@ -225,12 +225,26 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
         with _opened(path, limits) as (loader, unit):
             sources = loader.sources
             registry = Registry.with_modules(modules)
+            budget = Budget(limits.max_steps)  # one for the file: a step limit per file
+            errors += _check_lets(unit, Checker(registry, limits, budget=budget))
             for decl in unit.spec.models:
-                errors += _check_decl(unit, decl, Checker(registry, limits))
+                if any(isinstance(e, LimitError) for e in errors):
+                    break  # a limit ends the file's check: the rest would only repeat it
+                errors += _check_decl(unit, decl, Checker(registry, limits, budget=budget))
     except NetDSLError as err:
         errors.append(err)
     unique = {(e.message, e.span): e for e in errors}
     return [e.with_source(sources) for e in unique.values()]
+
+
+def _check_lets(unit: Unit, checker: Checker) -> list[NetDSLError]:
+    """File-level lets, each evaluated once: one that no model uses is checked too."""
+    globs = checker.world.globals(unit)
+    for let in unit.spec.lets:
+        for ident in n.target_names(let.target):
+            with checker.collect():
+                globs.lookup(ident.name)
+    return checker.errors
 
 
 def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLError]:

@@ -50,11 +50,13 @@ class Checker:
     forwards: dict[tuple[str, str], Any] = field(default_factory=dict)
     modules: int = 0  # modules planned so far, against Limits.max_modules
     seen: set[tuple[str, Span | None]] = field(default_factory=set)
-    budget: Budget = field(init=False)
+    # Shared by the checks of one file, so that its declarations share one step budget.
+    budget: Budget | None = None
     world: World = field(init=False)
 
     def __post_init__(self) -> None:
-        self.budget = Budget(self.limits.max_steps)
+        if self.budget is None:
+            self.budget = Budget(self.limits.max_steps)
         self.world = World(self.registry, self.budget, evaluate, BUILTINS)
 
     def globals_env(self, unit: Unit) -> Env:

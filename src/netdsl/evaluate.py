@@ -144,6 +144,8 @@ def _fstring(expr: n.FString, env: Mapping[str, Value], budget: Budget | None) -
             fail(f"an f-string shows numbers, strings, booleans and none, not "
                  f"{describe(value)}", part.span)
         parts.append(_text(value, part.span))
+        if budget is not None:
+            budget.spend(len(parts[-1]), part.span)
     return "".join(parts)
 
 
@@ -250,10 +252,15 @@ def _binop(expr: n.BinOp, env: Mapping[str, Value], budget: Budget | None) -> Va
     if expr.op == "@" or not (_is_number(left) and _is_number(right)):
         fail(f"unsupported operands for {expr.op}: {describe(left)} and {describe(right)}",
              expr.span)
-    return arithmetic(expr.op, left, right, expr.span)
+    return arithmetic(expr.op, left, right, expr.span, budget)
 
 
-def arithmetic(op: str, left: Value, right: Value, span: Span) -> Value:
+# Big integers cost in proportion to their size: one step per this many bits of a result.
+BITS_PER_STEP = 64
+
+
+def arithmetic(op: str, left: Value, right: Value, span: Span,
+               budget: Budget | None = None) -> Value:
     """``left op right`` on numbers, with the bounds every constant obeys."""
     _check_size(op, left, right, span)
     try:
@@ -264,6 +271,8 @@ def arithmetic(op: str, left: Value, right: Value, span: Span) -> Value:
         fail(f"arithmetic error: {err}", span)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
         fail("arithmetic error: result is too large", span)
+    if budget is not None and isinstance(result, int):
+        budget.spend(result.bit_length() // BITS_PER_STEP, span)
     if isinstance(result, complex):
         fail("arithmetic error: result is a complex number", span)
     if isinstance(result, float) and not math.isfinite(result):

@@ -217,8 +217,8 @@ class ExprCompiler:
             if expr.op == "@" or not all(_is_number(c.const) for c in (left, right)):
                 fail(f"unsupported operands for {expr.op}: {describe(left.const)} and "
                      f"{describe(right.const)}", expr.span)
-            return self.constant(arithmetic(expr.op, left.const, right.const, expr.span),
-                                 expr.span)
+            return self.constant(arithmetic(expr.op, left.const, right.const, expr.span,
+                                            budget_of(self.consts)), expr.span)
         if expr.op == "**" and right.kind == CONST and isinstance(right.const, int) \
                 and abs(right.const) > MAX_EXPONENT:
             fail(f"exponent {right.const} is too large (at most {MAX_EXPONENT})", expr.right.span)

@@ -82,12 +82,10 @@ def _length(value: Value, span: Span) -> int:
 
 
 def _sized(budget: Budget | None, size: int, span: Span) -> None:
-    """Refuse a collection larger than the steps left; spend one step per item."""
-    if budget is None:
-        return
-    if size > budget.left():
-        budget.spend(size, span)  # raises
-    budget.spend(size, span)
+    """Refuse a collection larger than the steps left (before it is built); one step per
+    item."""
+    if budget is not None:
+        budget.spend(size, span)
 
 
 def range_of(args: Sequence[Arg], budget: Budget | None, span: Span) -> range:
@@ -157,9 +155,11 @@ def _str(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
     if isinstance(value, (tuple, list)):
         _sized(budget, len(value), span)
     try:
-        return str(value)
+        text = str(value)
     except ValueError as err:  # an int too long to print
         fail(f"str(): {err}", span)
+    _sized(budget, len(text), span)
+    return text
 
 
 def _bool(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
@@ -221,6 +221,8 @@ def call_builtin(builtin: Builtin, args: list[Arg], kwargs: list[Arg], budget: B
         fail(f"{builtin.name}() does not give a finite number here", span)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
         fail(f"{builtin.name}(): result is too large", span)
+    if isinstance(result, int):
+        _sized(budget, result.bit_length() // 64, span)  # big integers cost their size
     return result
 
 

@@ -25,7 +25,7 @@ class Limits:
     max_modules: int = 100_000  # layers and containers built
     max_params: int = 10**9  # parameters allocated on a real device
     max_meta_params: int = 10**13  # parameters described, for checks on the meta device
-    max_steps: int = 5_000_000  # constant evaluation: expressions, loop iterations, calls
+    max_steps: int = 1_000_000  # build-time evaluation: expressions, iterations, calls, bits
 
 
 DEFAULT_LIMITS = Limits()
