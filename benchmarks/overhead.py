@@ -9,7 +9,9 @@ interquartile range as the spread.
 
 1. Forward, batch 1, ``torch.set_num_threads(1)``, ``torch.inference_mode()``, ``eval()``:
    LeNet (``examples/lenet.net`` vs the hand-written ``LeNetSequential`` below) and AlexNet
-   (``examples/alexnet.net`` vs ``torchvision.models.alexnet()``). Both sides get the same
+   (``examples/alexnet.net`` vs ``torchvision.models.alexnet()``), ResNet-50 and MobileNetV2
+   (``examples/zoo/``, their forwards full of compile-time-decided ``if``s, vs torchvision's
+   ``resnet50()`` and ``mobilenet_v2()``). Both sides get the same
    weights and their outputs are checked to agree, so both compute the same thing. A control
    row times two instances of the reference against each other the same way: its distance from
    1.000 is what noise and memory placement alone produce on this machine.
@@ -50,6 +52,7 @@ import netdsl
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 LENET = EXAMPLES / "lenet.net"
 ALEXNET = EXAMPLES / "alexnet.net"
+ZOO = EXAMPLES / "zoo"
 
 
 class LeNetSequential(nn.Module):
@@ -267,6 +270,19 @@ def forward_alexnet(settings: Settings) -> list[Comparison]:
                         torchvision.models.alexnet, torch.randn(1, 3, 224, 224), settings)
 
 
+def forward_zoo(builder: str, spec: str, settings: Settings) -> list[Comparison]:
+    def ours() -> nn.Module:
+        return netdsl.load(ZOO / spec, model=builder)
+
+    reference = getattr(torchvision.models, builder)
+    x = torch.randn(1, 3, 224, 224)
+    same = forward(f"{builder} forward", f"torchvision.models.{builder}()", ours(), reference(),
+                   x, settings)
+    control = forward(f"{builder} control", f"torchvision {builder}, twice", reference(),
+                      reference(), x, settings)
+    return [same, replace(control, control=True)]
+
+
 def cpu_netdsl() -> nn.Module:
     return netdsl.load(ALEXNET)
 
@@ -322,12 +338,12 @@ def fmt_time(ns: float) -> str:
 
 
 def table_rows(results: list[Comparison]) -> list[str]:
-    head = (f"  {'comparison':<20} {'calls x rounds':>14} {'netdsl':>11} {'reference':>11}"
+    head = (f"  {'comparison':<22} {'calls x rounds':>14} {'netdsl':>11} {'reference':>11}"
             f"   {'ratio':>5}  {'IQR of ratios':<13}  reference")
     rows = [head]
     for r in results:
         runs = f"{r.calls_per_round} x {r.rounds}"
-        rows.append(f"  {r.name:<20} {runs:>14} {fmt_time(r.netdsl_ns):>11} "
+        rows.append(f"  {r.name:<22} {runs:>14} {fmt_time(r.netdsl_ns):>11} "
                     f"{fmt_time(r.reference_ns):>11}   {r.ratio:5.3f}  "
                     f"[{r.ratio_q1:5.3f}, {r.ratio_q3:5.3f}]  {r.reference}")
     rows.insert(1, "  " + "-" * (max(map(len, rows)) - 2))
@@ -402,8 +418,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cold = cold_load()  # first: nothing may have loaded a spec before it
     freeze_heap()
-    results = [*forward_lenet(settings), *forward_alexnet(settings), build_cpu(settings),
-               build_meta(settings)]
+    results = [*forward_lenet(settings), *forward_alexnet(settings),
+               *forward_zoo("resnet50", "resnet.net", settings),
+               *forward_zoo("mobilenet_v2", "mobilenet_v2.net", settings),
+               build_cpu(settings), build_meta(settings)]
     env = environment(settings)
     if args.json:
         print_json(env, results, cold)

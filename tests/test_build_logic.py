@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import same_state, seeded
 from torch import nn
 from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
@@ -27,20 +28,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # ---------------------------------------------------------------- helpers
 
 
-def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    module = build()
-    assert isinstance(module, nn.Module)
-    return module
-
-
-def same_state(a: nn.Module, b: nn.Module) -> None:
-    """Same state_dict keys in the same order, bitwise-equal tensors."""
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for key in sa:
-        assert sa[key].dtype == sb[key].dtype, key
-        assert torch.equal(sa[key], sb[key]), key
 
 
 def same_output(a: nn.Module, b: nn.Module, *args: Any) -> None:

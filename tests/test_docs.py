@@ -11,8 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
+from helpers import Scale
 
 import netdsl
 
@@ -21,16 +20,6 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```netdsl\n(.*?)```", re.S)
 SOURCE = re.compile(r"#\s*(examples/\S+\.net)")
 
-
-class Scale(nn.Module):
-    """The custom module of docs/language.md §6."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.factor
 
 
 def blocks() -> list[tuple[str, int, str]]:

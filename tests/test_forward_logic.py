@@ -16,6 +16,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from helpers import same_state, seeded
 from torch import nn
 
 import netdsl
@@ -23,18 +24,6 @@ import netdsl
 # ---------------------------------------------------------------- helpers
 
 
-def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    module = build()
-    assert isinstance(module, nn.Module)
-    return module
-
-
-def same_state(a: nn.Module, b: nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb)
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
 
 
 def data(*shape: int, seed: int = 1234) -> torch.Tensor:
