@@ -91,3 +91,60 @@ def test_control_characters_are_escaped(tmp_path: Path,
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b" in err
+
+
+LAYERS_MODULE = '''
+import torch
+from torch import nn
+
+
+class Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+'''
+SCALED_SPEC = "model M {\n    input x: [N, 4]\n    fc = Linear(4, 4)\n    scale = Scale(0.5)\n}\n"
+
+
+def custom_project(root: Path) -> None:
+    (root / "mypkg").mkdir()
+    (root / "mypkg" / "__init__.py").write_text("")
+    (root / "mypkg" / "layers.py").write_text(LAYERS_MODULE)
+    (root / "scaled.net").write_text(SCALED_SPEC)
+
+
+def test_custom_layers_from_the_command_line(tmp_path: Path) -> None:
+    custom_project(tmp_path)
+    without = run("check", "scaled.net", cwd=tmp_path)
+    assert without.returncode == 1 and "unknown layer 'Scale'" in without.stderr
+    given = run("check", "--modules", "mypkg.layers", "scaled.net", cwd=tmp_path)
+    assert (given.returncode, given.stderr) == (0, "netdsl: 1 valid\n")
+
+
+def test_custom_layers_from_pyproject(tmp_path: Path) -> None:
+    custom_project(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.netdsl]\nmodules = ["mypkg.layers"]\n')
+    (tmp_path / "sub").mkdir()  # found from a directory below the project too
+    (tmp_path / "sub" / "scaled.net").write_text(SCALED_SPEC)
+    result = run("check", "scaled.net", cwd=tmp_path / "sub")
+    assert (result.returncode, result.stderr) == (0, "netdsl: 1 valid\n")
+
+
+@pytest.mark.parametrize(("pyproject", "flag", "message"), [
+    (None, ["--modules", "nope.layers"],
+     "netdsl: error: cannot import module 'nope.layers': ModuleNotFoundError: No module named "
+     "'nope'\n"),
+    ('[tool.netdsl]\nmodules = "mypkg.layers"\n', [],
+     "[tool.netdsl] modules must be a list of module names\n"),
+])
+def test_custom_layer_configuration_mistakes_are_usage_errors(
+        tmp_path: Path, pyproject: str | None, flag: list[str], message: str) -> None:
+    custom_project(tmp_path)
+    if pyproject is not None:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+    result = run("check", *flag, "scaled.net", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.endswith(message)

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from helpers import Scale
 from torch import nn
 
 import netdsl
@@ -150,14 +151,6 @@ def test_no_forward_runs_children_in_order_and_loops_lists() -> None:
 
 
 def test_custom_modules_come_from_python() -> None:
-    class Scale(nn.Module):
-        def __init__(self, factor: float) -> None:
-            super().__init__()
-            self.factor = factor
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.factor
-
     spec = "model M { s = Scale(2.0) }"
     model = netdsl.loads(spec, modules={"Scale": Scale})
     assert torch.equal(model(torch.ones(2)), torch.full((2,), 2.0))

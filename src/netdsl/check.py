@@ -26,7 +26,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .models import ModelSink, finish_model
 from .params import bind, signature_of
 from .plan import Plan
-from .registry import Registry
+from .registry import Registry, layer_signature
 from .signatures import Arg, Signature, describe
 from .values import Budget, Env, LayerRef, World
 
@@ -127,8 +127,6 @@ class Checker:
             return signature_of(f"{decl.name.name}()", decl.params or [], typed=True)
         ref = self.partial_target(decl, unit)
         if ref.is_class:
-            from .registry import layer_signature
-
             target = layer_signature(ref.target, ref.name)  # type: ignore[arg-type]
         else:
             assert isinstance(ref.target, n.ModelDecl) and ref.unit is not None

@@ -74,7 +74,8 @@ def custom_layers(names: Sequence[str], start: Path | None = None) -> dict[str, 
 
 def _import(name: str) -> Any:
     try:
-        return importlib.import_module(name)  # the user's own configuration names it
+        # Names come from the command line or pyproject.toml only (cli.main): never from a spec.
+        return importlib.import_module(name)
     except Exception as err:  # any error of the user's module is theirs to see
         raise ConfigError(f"cannot import module '{name}': {type(err).__name__}: {err}") from None
 

@@ -21,9 +21,6 @@ from .values import Budget, Env, FunctionRef, LayerRef, bind_target, budget_of
 
 Value = Any
 
-# Kept for the names the rest of netdsl imports from here.
-FUNCTIONS = BUILTINS
-
 _BINARY: Mapping[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
     "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
@@ -83,18 +80,21 @@ def _args(args: list[n.Expr], kwargs: list[n.Keyword], env: Mapping[str, Value],
     return positional, keywords
 
 
+# Expressions that only make sense inside something else, anywhere (constants and forwards).
+OUT_OF_PLACE: Mapping[type, str] = {
+    n.Slice: "a slice (a:b) is only allowed inside [ ]",
+    n.Starred: "'*' unpacks a tuple or list into the arguments of a call only",
+}
+_NOT_CONSTANT: Mapping[type, str] = {
+    **OUT_OF_PLACE,
+    n.Pipeline: "'->' pipelines belong in forward, not in a constant expression",
+    n.Attr: "attribute access is not allowed in a constant expression",
+    n.EllipsisExpr: "'...' indexes tensors in a forward; it is not a constant",
+}
+
+
 def _not_constant(expr: n.Expr) -> str:
-    if isinstance(expr, n.Pipeline):
-        return "'->' pipelines belong in forward, not in a constant expression"
-    if isinstance(expr, n.Attr):
-        return "attribute access is not allowed in a constant expression"
-    if isinstance(expr, n.EllipsisExpr):
-        return "'...' indexes tensors in a forward; it is not a constant"
-    if isinstance(expr, n.Slice):
-        return "a slice (a:b) is only allowed inside [ ]"
-    if isinstance(expr, n.Starred):
-        return "'*' unpacks a tuple or list into the arguments of a call only"
-    return "this expression is not a constant"
+    return _NOT_CONSTANT.get(type(expr), "this expression is not a constant")
 
 
 # ---------------------------------------------------------------- names and literals
@@ -399,5 +399,5 @@ _HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value], Budget | None], Val
     n.Call: _call,
 }
 
-__all__ = ["FUNCTIONS", "NetDSLError", "Span", "arithmetic", "compared", "evaluate",
+__all__ = ["OUT_OF_PLACE", "NetDSLError", "Span", "arithmetic", "compared", "evaluate",
            "evaluate_args", "iterate", "lookup", "truthy"]

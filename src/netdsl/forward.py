@@ -38,6 +38,7 @@ from .forward_expr import (
     Site,
     kind_name,
 )
+from .ops import LIST_METHODS
 from .plan import child_kind
 
 INDENT = "    "
@@ -62,13 +63,16 @@ class ForwardCompiler(ExprCompiler):
     cache: dict[tuple[str, str], Functions] = field(default_factory=dict)
     method_decls: list[n.DefDecl] = field(default_factory=list)
     method_calls: dict[str, list[tuple[str, Span]]] = field(default_factory=dict)
+    # The body had errors: an empty model is then no news ("has no children" would repeat it).
+    body_failed: bool = False
 
     # ------------------------------------------------------------ entry points
     def compile(self, forward: n.Forward | None, model_span: Span
                 ) -> tuple[Callable[..., Any], Functions] | None:
         """The forward and the methods, or None when they have errors (see ``errors``)."""
         self.method_names = self._method_names()
-        sources = [self._function("forward", self._forward_args(forward), forward, model_span)]
+        params = [] if forward is None else [n.Param(span=a.span, name=a) for a in forward.args]
+        sources = [self._function("forward", params, forward, model_span)]
         sources += [self._def_method(decl) for decl in self.method_decls]
         self._check_cycles()
         if self.errors:
@@ -76,13 +80,6 @@ class ForwardCompiler(ExprCompiler):
         functions = self._exec("".join(sources), model_span)
         forward_fn = functions.pop("forward")
         return forward_fn, functions
-
-    def _forward_args(self, forward: n.Forward | None) -> list[n.Param]:
-        if forward is None:
-            return [n.Param(span=Span(path="", line=1, column=1, end_line=1, end_column=2),
-                            name=n.Ident(name="x", span=Span(path="", line=1, column=1,
-                                                             end_line=1, end_column=2)))]
-        return [n.Param(span=a.span, name=a) for a in forward.args]
 
     def _function(self, name: str, params: list[n.Param], node: n.Forward | n.DefDecl | None,
                   span: Span) -> str:
@@ -135,7 +132,7 @@ class ForwardCompiler(ExprCompiler):
                 lines.append(f"x = {call.code}")
             else:
                 lines.append(f"x = self.{name}(x)")
-        if not self.children and not self.broken:
+        if not self.children and not self.broken and not self.body_failed:
             self.error(f"{self.model} has no children and no forward", span)
         return [*lines, "return x"]
 
@@ -360,8 +357,6 @@ class ForwardCompiler(ExprCompiler):
         func = stmt.call.func
         assert isinstance(func, n.Attr)
         target = self.expr(func.value)
-        from .ops import LIST_METHODS
-
         if target.kind not in (VALUE, BROKEN) or func.attr.name not in LIST_METHODS:
             fail(f"only a list's {' and '.join(sorted(LIST_METHODS))} can stand alone as a "
                  f"statement; assign other results to a name", stmt.span)

@@ -16,7 +16,8 @@ from typing import Any
 
 from . import nodes as n
 from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
-from .evaluate import arithmetic, compared, truthy
+from .evaluate import OUT_OF_PLACE, arithmetic, compared, evaluate, truthy
+from .functions import call_function
 from .library import BUILTINS, Builtin, call_builtin
 from .ops import ATTRIBUTES, FUNCTION_PARAMS, LIST_METHODS, METHODS, NAMESPACE, OPS, Op
 from .plan import DictPlan, ListPlan, Plan, SequentialPlan, child_kind
@@ -348,12 +349,10 @@ class ExprCompiler:
         if isinstance(func, Builtin):
             value = call_builtin(func, given, named, budget_of(self.consts), expr.span)
         else:
-            from .functions import call_function
-
             value = call_function(func, given, named, expr.span, self.consts)
         return self.constant(value, expr.span)
 
-    def argument_list(self, expr: n.Call, functions: frozenset[str] = frozenset()) -> list[str]:
+    def argument_list(self, expr: n.Call) -> list[str]:
         parts = [self._argument(a) for a in expr.args]
         seen: set[str] = set()
         for k in expr.kwargs:
@@ -455,8 +454,6 @@ class ExprCompiler:
 
     def _const_index(self, target: Compiled, expr: n.Index) -> Compiled:
         """A constant indexed by constants is a constant: ``settings[1]``, ``cfg[1:]``."""
-        from .evaluate import evaluate
-
         scope = self.consts.child({"_c": target.const}) if hasattr(self.consts, "child") \
             else {**self.consts, "_c": target.const}
         # The index is evaluated with the constants; its names must all be constants.
@@ -610,14 +607,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+_NOT_A_VALUE: dict[type, str] = {
+    **OUT_OF_PLACE,
+    n.ListComp: "list comprehensions are for constants; in a forward, loop and append",
+}
+
+
 def _not_a_value(expr: n.Expr) -> str:
-    if isinstance(expr, n.Slice):
-        return "a slice (a:b) is only allowed inside [ ]"
-    if isinstance(expr, n.Starred):
-        return "'*' unpacks values into the arguments of a call only"
-    if isinstance(expr, n.ListComp):
-        return "list comprehensions are for constants; in a forward, loop and append"
-    return "this expression is not allowed in a forward"
+    return _NOT_A_VALUE.get(type(expr), "this expression is not allowed in a forward")
 
 
 def _call_label(func: n.Expr) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .imports import Unit
 
 EXPECTATIONS = ("output", "params")
-TENSOR_TYPES = ("str", "int", "float", "bool")
+VALUE_TYPES = ("str", "int", "float", "bool")  # inputs that are not tensors: `input key: str`
 MAX_DIMENSION = 2**31 - 1  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 
 
@@ -161,11 +161,10 @@ def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
     forward = sink.forwards[0] if sink.forwards else None
     absent = sink.absent_names - sink.declared
     broken = sink.broken_names - set(sink.children) - set(env)
-    if len(checker.errors) > sink.errors_before:  # no "no children" after a failed one
-        broken.add("")
     compilers = [ForwardCompiler(sink.decl.name.name, sink.children, env, sink.unit.text,
                                  broken=broken, cache=checker.forwards, instrument=instrument,
-                                 absent=absent, method_decls=sink.methods)
+                                 absent=absent, method_decls=sink.methods,
+                                 body_failed=len(checker.errors) > sink.errors_before)
                  for instrument in (False, True)]
     plain = compilers[0].compile(forward, sink.decl.name.span)
     checker.errors += compilers[0].errors
@@ -195,7 +194,7 @@ def _inputs(sink: ModelSink) -> list[InputPlan]:
 
 def _input(item: n.InputDecl, env: Env) -> InputPlan:
     node = item.type
-    if isinstance(node, n.Name) and node.id in TENSOR_TYPES and not env.has_constant(node.id):
+    if isinstance(node, n.Name) and node.id in VALUE_TYPES and not env.has_constant(node.id):
         return InputPlan(item.name.name, None, node.id, item.span)
     if not isinstance(node, n.ListExpr):
         fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from . import nodes as n
-from .errors import fail
+from .errors import did_you_mean, fail
 from .evaluate import evaluate, evaluate_args, truthy
 from .functions import check_assert
 from .params import check_name
@@ -111,8 +111,6 @@ def _rule(rule: n.InitRule, env: Env, lets: list[n.Let]) -> RulePlan:
     name = rule.func.name.removesuffix("_")
     func = functions.get(name)
     if func is None:
-        from .errors import did_you_mean
-
         fail(f"unknown init function '{rule.func.name}'{did_you_mean(name, functions)}",
              rule.func.span)
     target = _target(rule, env)
@@ -137,8 +135,6 @@ def _target(rule: n.InitRule, env: Env) -> type[nn.Module] | n.ModelDecl | None:
     except KeyError:
         value = None
     if not isinstance(value, LayerRef) or value.args or value.kwargs:
-        from .errors import did_you_mean
-
         names = env.globals.world.layer_names() if env.globals is not None else []
         fail(f"unknown layer type '{rule.target}'{did_you_mean(rule.target, names)}",
              rule.target_span)

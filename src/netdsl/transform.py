@@ -133,11 +133,15 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def expect_decl(self, meta: Meta, items: list[Any]) -> n.Expect:
         return n.Expect(span=self._span(meta), what=self._ident(items[1]), value=items[2])
 
-    def if_item(self, meta: Meta, items: list[Any]) -> n.IfItem:
+    def _if(self, meta: Meta, items: list[Any], branch: type, node: type) -> Any:
+        """``if`` items and statements: the first branch, the elif branches, the else body."""
         _, test, body, *rest = items
         orelse = rest.pop()
-        branches = [n.ItemBranch(span=self._span(meta), test=test, body=body), *rest]
-        return n.IfItem(span=self._span(meta), branches=branches, orelse=orelse)
+        branches = [branch(span=self._span(meta), test=test, body=body), *rest]
+        return node(span=self._span(meta), branches=branches, orelse=orelse)
+
+    def if_item(self, meta: Meta, items: list[Any]) -> n.IfItem:
+        return self._if(meta, items, n.ItemBranch, n.IfItem)  # type: ignore[no-any-return]
 
     def elif_item(self, meta: Meta, items: list[Any]) -> n.ItemBranch:
         return n.ItemBranch(span=self._span(meta), test=items[0], body=items[1])
@@ -208,10 +212,7 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         return n.For(span=self._span(meta), target=target, iter=iterable, body=body)
 
     def if_stmt(self, meta: Meta, items: list[Any]) -> n.IfStmt:
-        _, test, body, *rest = items
-        orelse = rest.pop()
-        branches = [n.StmtBranch(span=self._span(meta), test=test, body=body), *rest]
-        return n.IfStmt(span=self._span(meta), branches=branches, orelse=orelse)
+        return self._if(meta, items, n.StmtBranch, n.IfStmt)  # type: ignore[no-any-return]
 
     def elif_stmt(self, meta: Meta, items: list[Any]) -> n.StmtBranch:
         return n.StmtBranch(span=self._span(meta), test=items[0], body=items[1])

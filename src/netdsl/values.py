@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import nodes as n
 from .errors import LimitError, Span, fail
 from .signatures import Arg
 
 if TYPE_CHECKING:
-    from . import nodes as n
     from .imports import Unit
     from .registry import Registry
 
@@ -156,14 +156,10 @@ class Globals:
         return list(self.unit.scope)
 
     def functions(self) -> list[str]:
-        from . import nodes as n
-
         return [name for name, (decl, _) in self.unit.scope.items()
                 if isinstance(decl, n.DefDecl)]
 
     def _declared(self, name: str, decl: Any, unit: Unit) -> Value:
-        from . import nodes as n
-
         if isinstance(decl, n.DefDecl):
             return FunctionRef(decl, unit)
         if isinstance(decl, n.ModelDecl):
@@ -214,13 +210,6 @@ class Env(dict[str, Value]):
         """Whether a name is one of this body's or file's constants (layers not looked up)."""
         return name in self or (self.globals is not None and name in self.globals.unit.scope)
 
-    def has(self, name: str) -> bool:
-        try:
-            self.lookup(name)
-        except KeyError:
-            return False
-        return True
-
     def child(self, values: Mapping[str, Value] | None = None) -> Env:
         """A copy with more names: a comprehension's own scope."""
         env = Env(self, globals=self.globals, params=self.params, notes=self.notes)
@@ -240,8 +229,6 @@ class Env(dict[str, Value]):
 def bind_target(target: n.Ident | n.TupleTarget, value: Value, env: dict[str, Value],
                 span: Span) -> None:
     """``a, (b, c) = value``: names bound as Python unpacks, with located mistakes."""
-    from . import nodes as n
-
     if isinstance(target, n.Ident):
         env[target.name] = value
         return
