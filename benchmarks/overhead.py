@@ -11,7 +11,8 @@ interquartile range as the spread.
    LeNet (``examples/lenet.net`` vs the hand-written ``LeNetSequential`` below) and AlexNet
    (``examples/alexnet.net`` vs ``torchvision.models.alexnet()``), ResNet-50 and MobileNetV2
    (``examples/zoo/``, their forwards full of compile-time-decided ``if``s, vs torchvision's
-   ``resnet50()`` and ``mobilenet_v2()``). Both sides get the same
+   ``resnet50()`` and ``mobilenet_v2()``), and nanoGPT (``examples/zoo/gpt.net`` vs the
+   hand-written ``tests/ref_nanogpt.py``, T = 64, both attention paths). Both sides get the same
    weights and their outputs are checked to agree, so both compute the same thing. A control
    row times two instances of the reference against each other the same way: its distance from
    1.000 is what noise and memory placement alone produce on this machine.
@@ -283,6 +284,27 @@ def forward_zoo(builder: str, spec: str, settings: Settings) -> list[Comparison]
     return [same, replace(control, control=True)]
 
 
+def forward_gpt(settings: Settings) -> list[Comparison]:
+    """``examples/zoo/gpt.net`` vs the hand-written nanoGPT of tests/ref_nanogpt.py: GPT-2
+    small's shape (12 layers, 12 heads, 768 wide), T = 64, both attention paths."""
+    sys.path.insert(0, str(EXAMPLES.parent / "tests"))
+    from ref_nanogpt import GPT, GPTConfig  # the test suite's reference: nanoGPT's model.py
+
+    idx = torch.randint(0, 50304, (1, 64))
+    results = []
+    for flash in (True, False):
+        def reference(flash: bool = flash) -> nn.Module:
+            return GPT(GPTConfig(block_size=64, flash=flash))
+
+        ours = netdsl.load(ZOO / "gpt.net", block_size=64, flash=flash)
+        name = f"GPT (T=64, {'flash' if flash else 'masked'})"
+        results.append(forward(f"{name} forward", "nanoGPT (tests/ref_nanogpt.py)", ours,
+                               reference(), idx, settings))
+    control = forward("GPT control", "nanoGPT, twice", GPT(GPTConfig(block_size=64)),
+                      GPT(GPTConfig(block_size=64)), idx, settings)
+    return [*results, replace(control, control=True)]
+
+
 def cpu_netdsl() -> nn.Module:
     return netdsl.load(ALEXNET)
 
@@ -421,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     results = [*forward_lenet(settings), *forward_alexnet(settings),
                *forward_zoo("resnet50", "resnet.net", settings),
                *forward_zoo("mobilenet_v2", "mobilenet_v2.net", settings),
-               build_cpu(settings), build_meta(settings)]
+               *forward_gpt(settings), build_cpu(settings), build_meta(settings)]
     env = environment(settings)
     if args.json:
         print_json(env, results, cold)

@@ -44,6 +44,9 @@ FAMILIES: dict[str, Family] = {
     "googlenet.net": Family("googlenet"),
     "efficientnet.net": Family("efficientnet", borrowed=(("_utils", "_make_divisible"),)),
     "shufflenet.net": Family("shufflenetv2"),
+    # interpolate_embeddings only resizes the position embedding of pretrained checkpoints.
+    "vit.net": Family("vision_transformer", excluded=frozenset({"interpolate_embeddings"})),
+    "convnext.net": Family("convnext"),
 }
 
 

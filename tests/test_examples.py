@@ -25,11 +25,13 @@ FILES = sorted(EXAMPLES.rglob("*.net"))
 
 @dataclass(frozen=True)
 class Input:
-    """What a model's forward takes: a random tensor of ``shape``, then extra arguments."""
+    """What a model's forward takes: a random tensor of ``shape`` (zeros, for token ids of an
+    integer ``dtype``), then extra arguments (tensors among them go to the model's device)."""
 
     shape: tuple[int, ...]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32
 
 
 # (example path relative to examples/, model name) -> input for its forward.
@@ -45,6 +47,10 @@ INPUTS: dict[tuple[str, str], Input] = {
     ("module_list.net", "ModuleList"): Input((10, 10)),
     ("residual.net", "ResidualNet"): Input((2, 3, 32, 32)),
     ("resnet18.net", "ResNet18"): Input((1, 3, 64, 64)),
+    # The zoo's models that do not take images: token ids.
+    ("zoo/gpt.net", "GPT"): Input((2, 16), dtype=torch.long),
+    ("zoo/transformer.net", "Seq2Seq"): Input((2, 12), (torch.zeros(2, 9, dtype=torch.long),),
+                                              dtype=torch.long),
 }
 
 
@@ -74,7 +80,7 @@ ZOO_INPUT = Input((2, 3, 224, 224))
 
 def input_for(path: Path, name: str) -> Input:
     key = (relative(path), name)
-    if key[0].startswith(ZOO):
+    if key[0].startswith(ZOO) and key not in INPUTS:
         return ZOO_INPUT
     if key not in INPUTS:
         pytest.fail(f"{key[0]}: no input for model {name!r}; add an entry for {key!r} to INPUTS "
@@ -86,13 +92,17 @@ def run_forward(path: Path, name: str) -> None:
     device = "meta" if relative(path).startswith(ZOO) else "cpu"
     model = netdsl.load(path, model=name, device=device).eval()
     spec = input_for(path, name)
-    expected = input_features(model)
+    expected = input_features(model) if spec.dtype.is_floating_point else None
     assert expected is None or spec.shape[1] == expected, (
         f"{relative(path)}: {name}'s first layer takes {expected} channels/features, but INPUTS "
         f"gives shape {spec.shape}")
-    x = torch.randn(spec.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    if spec.dtype.is_floating_point:
+        x = torch.randn(spec.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    else:
+        x = torch.zeros(spec.shape, dtype=spec.dtype, device=device)
+    args = [a.to(device) if isinstance(a, torch.Tensor) else a for a in spec.args]
     with torch.no_grad():
-        out = model(x, *spec.args, **spec.kwargs)
+        out = model(x, *args, **spec.kwargs)
     assert isinstance(out, torch.Tensor)
     assert out.shape[0] == spec.shape[0]
 

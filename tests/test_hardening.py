@@ -248,7 +248,12 @@ _VOCABULARY = [
     # names of the spec's own things, types, expectations
     "x", "y", "n", "N", "C", "H", "W", "i", "layer", "layers", "classes", "width", "features",
     "head", "out", "fan_in", "fan_out", "output", "params", "str", "bool", "M", "B",
+    # tensors, ties, the transformer forward (issue 9)
+    "tril", "triu", "arange", "empty", "full", "masked_fill", "scaled_dot_product_attention",
+    "normal_", "expand", "split", "einsum", "long", "float16", "inf", "device", "dtype",
+    "TransformerEncoder", "TransformerEncoderLayer", "wte", "lm_head", "class_token",
     # hostile
+    "numpy", "tolist", "data_ptr", "register_hook", "apply_", "save", "load", "from_file",
     "eval", "exec", "open", "print", "getattr", "globals", "self", "os", "torch", "nn", "F",
     "class", "lambda", "Sequential", "object", "type",
 ]
@@ -1069,16 +1074,19 @@ def test_a_trillion_parameters_are_refused_before_allocation() -> None:
      "syntax error: layer names are torch.nn class names without a prefix: write "
      "'Conv2d(...)', not 'nn.Conv2d(...)'", 20),
     ('model M { x = Linear(1, 2) forward(y) = os.system("touch canary") }',
-     "undefined name 'os' in forward", 41),
+     "undefined name 'os' in forward; did you mean 'cos'?", 41),
     ('model M { x = Linear(1, 2) forward(y) = open("canary", "w") }',
      "undefined name 'open' in forward", 41),
     ('model M { x = Linear(1, 2) forward(y) = getattr(y, "grad") }',
-     "undefined name 'getattr' in forward", 41),
+     "undefined name 'getattr' in forward; did you mean 'greater'?", 41),
     ('model M { x = Linear(1, 2) forward(y) = eval("y") }',
-     "undefined name 'eval' in forward", 41),
+     "undefined name 'eval' in forward; did you mean 'real'?", 41),
     ("model M { x = Linear(1, 2) forward(y) = torch.relu(y) }",
-     "undefined name 'torch' in forward", 41),
-    ("model M { x = Linear(1, 2) forward(y) = F.relu(y) }", "undefined name 'F' in forward", 41),
+     "'torch' is not a name in a spec: torch's functions are called by their own names "
+     "(relu(x), not torch.relu(x))", 41),
+    ("model M { x = Linear(1, 2) forward(y) = F.relu(y) }",
+     "'F' is not a name in a spec: torch's functions are called by their own names "
+     "(relu(x), not F.relu(x))", 41),
     ("model M { x = Linear(1, 2) forward(y) = y.__class__.__mro__ }",
      "syntax error: unexpected character '_'", 43),
     ("model M { x = Linear(1, 2) forward(y) = x.__dict__ }",
@@ -1088,9 +1096,11 @@ def test_a_trillion_parameters_are_refused_before_allocation() -> None:
     ("model M { x = Linear(1, 2) forward(y) = x.forward(y) }",
      "module 'x' has no method 'forward' in a forward", 43),
     ('model M { x = Linear(1, 2) forward(y) = y.numpy().tofile("canary") }',
-     "unknown tensor method 'numpy'", 43),
+     "tensor method 'numpy' is not available in a spec: it reaches Python objects, storage or "
+     "autograd hooks (docs/forward-functions.md)", 43),
     ("model M { x = Linear(1, 2) forward(y) = y.storage() }",
-     "unknown tensor method 'storage'", 43),
+     "tensor method 'storage' is not available in a spec: it reaches Python objects, storage "
+     "or autograd hooks (docs/forward-functions.md)", 43),
     ('model M { x = Linear(1, 2) init { Linear.weight: open("canary") } }',
      "unknown init function 'open'", 50),
     ('model M { x = Linear(1, 2) init { let a = eval("1") Linear.weight: constant(a) } }',

@@ -26,6 +26,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.vision_transformer import ConvStemConfig
 
 import netdsl
 
@@ -33,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "examples" / "zoo"
 
 # Small inputs keep the file fast; 64x64 is enough for every family (googlenet's aux heads pool
-# a 4x4 map there).
+# a 4x4 map there) but ViT, whose input must be image_size square (torchvision asserts it).
 INPUT_SHAPE = (2, 3, 64, 64)
+
+# Families whose input side is the builder's image_size (its default here, or the case's).
+IMAGE_SIZE = {"vit.net": 224}
 
 # torchvision's googlenet(weights=None) warns that its default init will change.
 GOOGLENET_WARNING = "ignore:The default weight initialization of GoogleNet:FutureWarning"
@@ -67,12 +71,25 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("efficientnet.net", "efficientnet_b0", {"stochastic_depth_prob": 0.5, "dropout": 0.3}),
     ("shufflenet.net", "shufflenet_v2_x1_0", {}),
     ("shufflenet.net", "shufflenet_v2_x0_5", {"num_classes": 10}),
+    # Full-size ViT-B takes several seconds a case: three at 224, the others at image_size=32.
+    ("vit.net", "vit_b_16", {}),
+    ("vit.net", "vit_b_32", {}),
+    ("vit.net", "vit_b_16", {"representation_size": 768}),
+    ("vit.net", "vit_b_16", {"image_size": 32, "dropout": 0.1, "attention_dropout": 0.1,
+                             "num_classes": 10}),
+    ("vit.net", "vit_b_32", {"image_size": 32, "conv_stem_configs": [
+        ConvStemConfig(64, 3, 4), ConvStemConfig(128, 3, 4, nn.BatchNorm2d, nn.SiLU),
+        ConvStemConfig(256, 3, 2)]}),
+    ("convnext.net", "convnext_tiny", {}),
+    ("convnext.net", "convnext_small", {"num_classes": 10}),
 ]
 
 
 def _id_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_id_value(v) for v in value) + "]"
+    if isinstance(value, type):  # a layer class: nn.BatchNorm2d
+        return value.__name__
     return repr(value)
 
 
@@ -123,8 +140,16 @@ def build_pair(file: str, builder: str, kwargs: dict[str, Any]) -> tuple[nn.Modu
     return build_reference(builder, kwargs), build_netdsl(file, builder, kwargs)
 
 
-def random_input(seed: int = 1234) -> torch.Tensor:
-    return torch.randn(INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
+def input_shape(file: str, kwargs: dict[str, Any]) -> tuple[int, ...]:
+    """INPUT_SHAPE, or for a family of IMAGE_SIZE an image_size square."""
+    if file not in IMAGE_SIZE:
+        return INPUT_SHAPE
+    side = kwargs.get("image_size", IMAGE_SIZE[file])
+    return (*INPUT_SHAPE[:2], side, side)
+
+
+def random_input(shape: tuple[int, ...] = INPUT_SHAPE, seed: int = 1234) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def assert_same_state(ref: nn.Module, got: nn.Module) -> None:
@@ -200,10 +225,11 @@ def train_step(model: nn.Module, x: torch.Tensor) -> Any:
     return output
 
 
-def assert_equivalent(ref: nn.Module, got: nn.Module) -> None:
+def assert_equivalent(ref: nn.Module, got: nn.Module,
+                      shape: tuple[int, ...] = INPUT_SHAPE) -> None:
     """State, eval outputs, train outputs and gradients, in that order (``got`` is netdsl's)."""
     assert_same_state(ref, got)
-    x = random_input()
+    x = random_input(shape)
     assert_same_outputs(eval_forward(ref, x), eval_forward(got, x), "eval")
     out_ref = train_step(ref, x)
     out_got = train_step(got, x)
@@ -217,7 +243,7 @@ def assert_equivalent(ref: nn.Module, got: nn.Module) -> None:
 @pytest.mark.parametrize(("file", "builder", "kwargs"), _params(CASES))
 def test_zoo_matches_torchvision(file: str, builder: str, kwargs: dict[str, Any]) -> None:
     ref, got = build_pair(file, builder, kwargs)
-    assert_equivalent(ref, got)
+    assert_equivalent(ref, got, input_shape(file, kwargs))
     # Last, so that a successful load cannot hide a difference found above.
     got.load_state_dict(ref.state_dict(), strict=True)
 
@@ -295,7 +321,8 @@ def test_every_torchvision_builder_of_the_families_is_there() -> None:
     families = {"vgg.net": "vgg", "resnet.net": "resnet", "mobilenet_v2.net": "mobilenetv2",
                 "squeezenet.net": "squeezenet", "densenet.net": "densenet",
                 "googlenet.net": "googlenet", "efficientnet.net": "efficientnet",
-                "shufflenet.net": "shufflenetv2"}
+                "shufflenet.net": "shufflenetv2", "vit.net": "vision_transformer",
+                "convnext.net": "convnext"}
     written = {builder for _, builder in zoo_builders()}
     for file, module in families.items():
         public = set(importlib.import_module(f"torchvision.models.{module}").__all__)

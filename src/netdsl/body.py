@@ -119,12 +119,16 @@ def _child_names(body: list[Any]) -> Iterator[str]:
     for item in n.walk_items(body):
         if isinstance(item, n.Child) and isinstance(item.name, n.Ident):
             yield item.name.name
+        elif isinstance(item, n.TensorDecl):
+            yield item.name.name
 
 
 def _defined_names(item: Any) -> list[str]:
     if isinstance(item, n.Let):
         return [i.name for i in n.target_names(item.target)]
     if isinstance(item, n.Child) and isinstance(item.name, n.Ident):
+        return [item.name.name]
+    if isinstance(item, n.TensorDecl):
         return [item.name.name]
     if isinstance(item, (n.IfItem, n.ForItem)):
         names = [i.name for sub in n.walk_items([item])

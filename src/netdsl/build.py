@@ -23,9 +23,13 @@ from .plan import (
     ModelPlan,
     Plan,
     SequentialPlan,
+    TensorPlan,
+    TiePlan,
+    children_of,
     layers_of,
     walk_plans,
 )
+from .tensors import make_tensor
 
 # One class per model or block name and forward function, so that repeated instances of a block
 # share their class (as a hand-written block would) and print alike.
@@ -46,8 +50,13 @@ def build(plan: Plan, classes: dict[_ClassKey, type[nn.Module]] | None = None) -
 
 
 def build_layer(plan: LayerPlan) -> nn.Module:
+    # Layers given as arguments (TransformerEncoder(TransformerEncoderLayer(...))) are built
+    # first, in the order written, as Python evaluates a call's arguments.
+    args = [build_layer(a) if isinstance(a, LayerPlan) else a for a in plan.args]
+    kwargs = {k: build_layer(v) if isinstance(v, LayerPlan) else v
+              for k, v in plan.kwargs.items()}
     try:
-        return plan.cls(*plan.args, **plan.kwargs)
+        return plan.cls(*args, **kwargs)
     except Exception as err:
         # torch validates some arguments only in the constructor, e.g. Conv2d(3, 6, 5, groups=4)
         fail(f"{plan.call_text()}: {first_line(err)}", plan.span)
@@ -70,13 +79,55 @@ def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> n
             "_netdsl_decl": plan.decl,
         })
     module = classes[key]()
-    for name, child in plan.children:
+    for index, (name, child) in enumerate(plan.children):
+        _declared_before(module, plan, index)
         setattr(module, name, build(child, classes))
+    _declared_before(module, plan, len(plan.children))
     for name in plan.absent:  # a plain attribute, not a submodule: no state, no parameters
         setattr(module, name, None)
     apply_rules(module, plan.rules)
     return module
 
+
+
+def _declared_before(module: nn.Module, plan: ModelPlan, position: int) -> None:
+    """The params, buffers and ties declared before child number ``position``, in order."""
+    for tensor in plan.tensors:
+        if tensor.position == position:
+            add_tensor(module, tensor)
+    for tie in plan.ties:
+        if tie.position == position:
+            apply_tie(module, tie)
+
+
+def add_tensor(module: nn.Module, plan: TensorPlan) -> None:
+    value = make_tensor(plan)
+    if plan.what == "param":
+        module.register_parameter(plan.name, nn.Parameter(value, plan.requires_grad))
+    else:
+        module.register_buffer(plan.name, value, persistent=plan.persistent)
+
+
+def apply_tie(module: nn.Module, plan: TiePlan) -> None:
+    """``self.a.weight = self.b.weight``: the target's parameter is replaced by the source's."""
+    source = module.get_parameter(".".join(plan.source))
+    owner = module.get_submodule(".".join(plan.target[:-1]))
+    current = owner.get_parameter(plan.target[-1])
+    if current.shape != source.shape:
+        fail(f"cannot tie {'.'.join(plan.target)} {list(current.shape)} to "
+             f"{'.'.join(plan.source)} {list(source.shape)}: the shapes differ", plan.span)
+    setattr(owner, plan.target[-1], source)
+
+
+def _tied_numel(plan: ModelPlan, tie: TiePlan) -> int:
+    """The size of the parameter a tie replaces (built on meta: a layer's own parameter)."""
+    target: Plan = plan
+    for part in tie.target[:-1]:
+        target = dict(children_of(target))[part]
+    if isinstance(target, ModelPlan):
+        return next(t.numel for t in target.tensors if t.name == tie.target[-1])
+    assert isinstance(target, LayerPlan)
+    return build_layer(target).get_parameter(tie.target[-1]).numel()
 
 
 def has_rules(plan: Plan) -> bool:
@@ -92,8 +143,12 @@ def count_parameters(plan: Plan) -> int:
     costs one construction. Containers and blocks hold no parameters of their own.
     """
     sizes: dict[tuple[type, str], int] = {}
-    total = 0
+    # The module's own params and buffers: their sizes are known from the check.
+    total = sum(t.numel for p in walk_plans(plan) if isinstance(p, ModelPlan) for t in p.tensors)
     with torch.device("meta"):
+        # A tied parameter is one tensor: the target's own is replaced, so it is not counted.
+        total -= sum(_tied_numel(p, tie) for p in walk_plans(plan) if isinstance(p, ModelPlan)
+                     for tie in p.ties)
         for layer in layers_of(plan):
             key = (layer.cls, layer.call_text())
             if key not in sizes:

@@ -21,11 +21,11 @@ from .containers import attributes, plan_container
 from .errors import LimitError, NetDSLError, Span, did_you_mean, fail
 from .evaluate import evaluate, evaluate_args
 from .imports import Unit
-from .library import BUILTINS
+from .library import BUILTINS, TORCH_DTYPES
 from .limits import DEFAULT_LIMITS, Limits
 from .models import ModelSink, finish_model
 from .params import bind, signature_of
-from .plan import Plan
+from .plan import LayerPlan, Plan
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature, describe
 from .values import Budget, Env, LayerRef, World
@@ -57,7 +57,7 @@ class Checker:
     def __post_init__(self) -> None:
         if self.budget is None:
             self.budget = Budget(self.limits.max_steps)
-        self.world = World(self.registry, self.budget, evaluate, BUILTINS)
+        self.world = World(self.registry, self.budget, evaluate, {**TORCH_DTYPES, **BUILTINS})
 
     def globals_env(self, unit: Unit) -> Env:
         """An environment with a file's global names only."""
@@ -147,8 +147,51 @@ class Checker:
 
     def layer(self, node: n.Layer, env: Env) -> Plan | None:
         ref = self.resolve(node.name, env)
-        args, kwargs = evaluate_args(node.args, node.kwargs, env)
+        args, kwargs = self._arguments(node, env)
         return self.call(ref, args, kwargs, node.span, node.name.span)
+
+    def _arguments(self, node: n.Layer, env: Env) -> tuple[list[Arg], list[Arg]]:
+        """A layer's arguments; one that calls a torch layer is that layer, built first
+        (``TransformerEncoder(TransformerEncoderLayer(512, 8), num_layers=6)``)."""
+        layers = {id(a) for a in [*node.args, *(k.value for k in node.kwargs)]
+                  if self._is_layer_call(a, env)}
+        if not layers:
+            return evaluate_args(node.args, node.kwargs, env)
+        starred = next((a for a in node.args if isinstance(a, n.Starred)), None)
+        if starred is not None:
+            fail("a layer given as an argument cannot be mixed with *arguments", starred.span)
+        plain = [a for a in node.args if id(a) not in layers]
+        plain_kw = [k for k in node.kwargs if id(k.value) not in layers]
+        values, named = evaluate_args(plain, plain_kw, env)
+        args = [self._module_argument(a, env) if id(a) in layers else values.pop(0)
+                for a in node.args]
+        kwargs = [self._module_argument(k.value, env, k) if id(k.value) in layers
+                  else named.pop(0) for k in node.kwargs]
+        return args, kwargs
+
+    def _is_layer_call(self, node: n.Expr, env: Env) -> bool:
+        if not (isinstance(node, n.Call) and isinstance(node.func, n.Name)):
+            return False
+        try:
+            return isinstance(env.lookup(node.func.id), LayerRef)
+        except KeyError:
+            return False
+
+    def _module_argument(self, node: n.Expr, env: Env, keyword: n.Keyword | None = None
+                         ) -> Arg:
+        assert isinstance(node, n.Call) and isinstance(node.func, n.Name)
+        layer = n.Layer(span=node.span, name=n.Ident(name=node.func.id, span=node.func.span),
+                        args=node.args, kwargs=node.kwargs)
+        plan = self.layer(layer, env)
+        if plan is not None and not isinstance(plan, LayerPlan):
+            fail(f"'{node.func.id}' is a spec block; torch layers take torch layers as "
+                 f"arguments", node.func.span)
+        if plan is not None and not plan.complete:
+            fail(f"{plan.written_text()} leaves an input dimension out; a layer given as an "
+                 f"argument needs all of its own", node.span)
+        if keyword is None:
+            return Arg(plan, node.span)
+        return Arg(plan, node.span, keyword.name.name, keyword.name.span)
 
     def call(self, ref: LayerRef, args: list[Arg], kwargs: list[Arg], span: Span,
              name_span: Span | None = None) -> Plan | None:

@@ -278,7 +278,8 @@ def run_init_report(args: argparse.Namespace) -> int:
     shape_width = max((len(s) for s in shapes), default=5)
     print(f"{'parameter':<{width}}  {'shape':<{shape_width}}  set by")
     for entry, shape in zip(report.entries, shapes, strict=True):
-        print(f"{entry.parameter:<{width}}  {shape:<{shape_width}}  {entry.set_by}")
+        shared = f" (tied: also {', '.join(entry.shared_with)})" if entry.shared_with else ""
+        print(f"{entry.parameter:<{width}}  {shape:<{shape_width}}  {entry.set_by}{shared}")
     for rule in report.unmatched:
         span = rule.rule.span
         print(_safe(f"{span}: warning: init rule matched no parameter"), file=sys.stderr)

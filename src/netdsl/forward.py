@@ -13,6 +13,7 @@ from __future__ import annotations
 import keyword
 import linecache
 import operator
+import zlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -101,6 +102,11 @@ class ForwardCompiler(ExprCompiler):
 
     def _exec(self, source: str, span: Span) -> Functions:
         filename = f"<netdsl {span.path}:{self.model}{' (checked)' if self.instrument else ''}>"
+        # Instances of one block whose constants differ generate different code: each gets its
+        # own name, so inspect.getsource and tracebacks show the code that runs.
+        held = linecache.cache.get(filename)
+        if held is not None and "".join(held[2]) != source:
+            filename = f"{filename[:-1]} #{zlib.crc32(source.encode()):08x}>"
         if self.instrument:
             self.namespace["_at"] = _located(self.sites)
             self.namespace["_operator"] = operator

@@ -19,7 +19,19 @@ from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
 from .evaluate import OUT_OF_PLACE, arithmetic, compared, evaluate, truthy
 from .functions import call_function
 from .library import BUILTINS, Builtin, call_builtin
-from .ops import ATTRIBUTES, FUNCTION_PARAMS, LIST_METHODS, METHODS, NAMESPACE, OPS, Op
+from .ops import (
+    ATTRIBUTES,
+    DENIED,
+    DTYPES,
+    FORWARD_CONSTANTS,
+    FUNCTION_PARAMS,
+    LIST_METHODS,
+    METHODS,
+    NAMESPACE,
+    NUMBER_OR_TENSOR,
+    OPS,
+    Op,
+)
 from .plan import DictPlan, ListPlan, Plan, SequentialPlan, child_kind
 from .signatures import Arg, describe
 from .values import FunctionRef, LayerRef, budget_of
@@ -38,6 +50,9 @@ ITERABLE = {"list", "sequential", BROKEN, MODULES, ITEMS, VALUE}
 # A constant exponent in the forward beyond this would make `x.shape[1] ** e` a long-running
 # big-integer power at run time.
 MAX_EXPONENT = 1024
+
+# What Python code calls torch's functions through (torch.relu, F.relu, nn.functional.relu).
+_PYTHON_MODULES = frozenset({"torch", "F", "nn", "math", "np", "numpy"})
 
 _OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "truediv", "//": "floordiv", "%": "mod",
               "**": "pow", "@": "matmul"}
@@ -81,6 +96,9 @@ class ExprCompiler:
     # Forward arguments used as dict keys, with the keys they may take.
     key_args: dict[str, list[str]] = field(default_factory=dict)
     method_names: set[str] = field(default_factory=set)
+    # The module's own parameters and buffers (param / buffer declarations).
+    tensors: set[str] = field(default_factory=set)
+    where: str = "in forward"  # for messages: a param's expression is compiled here too
     calls: list[tuple[str, Span]] = field(default_factory=list)  # methods called, for cycles
 
     # ------------------------------------------------------------ entry
@@ -141,6 +159,8 @@ class ExprCompiler:
         if name in self.children:
             plan = self.children[name]
             return Compiled(f"self.{name}", child_kind(plan), plan)
+        if name in self.tensors:
+            return Compiled(f"self.{name}", VALUE)
         if name in self.method_names:
             return Compiled(f"self.{name}", METHOD)
         if name in self.absent:
@@ -155,13 +175,24 @@ class ExprCompiler:
         name = expr.id
         if name == "training":
             return Compiled("self.training", VALUE)
+        if name in DTYPES:
+            return Compiled(f"_torch.{DTYPES[name]}", VALUE)
+        if name in FORWARD_CONSTANTS:
+            return Compiled(FORWARD_CONSTANTS[name], VALUE)
         if name in OPS or name == "children":
             fail(f"'{name}' is a function: call it, as in {name}(x), or use it in a pipeline "
                  f"(x -> {name})", expr.span)
         if self._file_constant(name):
             return self.constant(self._lookup(name), expr.span)
-        known = [*self.scope, *self.children, *self.consts, *OPS, *self.method_names]
-        fail(f"undefined name '{name}' in forward{did_you_mean(name, known)}", expr.span)
+        if name in DENIED:
+            fail(f"'{name}' is not available in a spec: it reaches files or Python objects "
+                 f"(docs/forward-functions.md)", expr.span)
+        if name in _PYTHON_MODULES:
+            fail(f"'{name}' is not a name in a spec: torch's functions are called by their own "
+                 f"names (relu(x), not {name}.relu(x))", expr.span)
+        known = [*self.scope, *self.children, *self.tensors, *self.consts, *OPS,
+                 *self.method_names]
+        fail(f"undefined name '{name}' {self.where}{did_you_mean(name, known)}", expr.span)
 
     def _file_constant(self, name: str) -> bool:
         has = getattr(self.consts, "has_constant", None)
@@ -291,7 +322,7 @@ class ExprCompiler:
         func = expr.func
         if isinstance(func, n.Name) and self.is_builtin(func.id):
             return self._builtin(func.id, expr)
-        if isinstance(func, n.Attr):
+        if isinstance(func, n.Attr) and not self._is_dict_member(func):
             return self._method(func, expr)
         callee = self.expr(func)
         if callee.kind == CONST and callee.const is None:
@@ -308,9 +339,16 @@ class ExprCompiler:
                                 _call_label(func))
         return Compiled(f"{callee.code}({', '.join(self.argument_list(expr))})", VALUE)
 
+    def _is_dict_member(self, func: n.Attr) -> bool:
+        """``transformer.wte(...)``: a dict child's key, called."""
+        return isinstance(func.value, n.Name) and func.value.id in self.children and \
+            isinstance(self.children[func.value.id], DictPlan) and \
+            func.attr.name in dict(self.children[func.value.id].items)  # type: ignore[union-attr]
+
     def is_builtin(self, name: str) -> bool:
         """An op, ``children()`` or a file-level function, unless a child or variable hides it."""
-        if name in self.scope or name in self.children or name in self.method_names:
+        if name in self.scope or name in self.children or name in self.method_names \
+                or name in self.tensors:
             return False
         return name in OPS or name == "children" or self._file_function(name) is not None
 
@@ -331,15 +369,18 @@ class ExprCompiler:
             if expr.args or expr.kwargs:
                 fail("children() takes no arguments", expr.span)
             return Compiled("self.children()", MODULES)
-        if name in OPS:
+        function = self._file_function(name)
+        if name in OPS and not (name in NUMBER_OR_TENSOR and isinstance(function, Builtin)):
             return self._op(OPS[name], expr)
-        return self._fold_call(name, self._file_function(name), expr)
+        return self._fold_call(name, function, expr)
 
     def _fold_call(self, name: str, func: Any, expr: n.Call) -> Compiled:
         """A function on constants, called in a forward with constants: its value, now."""
         args = [(self.expr(a), a) for a in expr.args]
         kwargs = [(self.expr(k.value), k) for k in expr.kwargs]
         runtime = [node for compiled, node in (*args, *kwargs) if compiled.kind != CONST]
+        if runtime and isinstance(func, Builtin) and name in NUMBER_OR_TENSOR:
+            return self._number_or_tensor(name, expr)
         if runtime or any(isinstance(a, n.Starred) for a in expr.args):
             where = runtime[0].span if runtime else expr.span
             fail(f"{name}() is a function on constants; in a forward its arguments must be "
@@ -351,6 +392,12 @@ class ExprCompiler:
         else:
             value = call_function(func, given, named, expr.span, self.consts)
         return self.constant(value, expr.span)
+
+    def _number_or_tensor(self, name: str, expr: n.Call) -> Compiled:
+        """``sqrt(k.size(-1))``, ``sqrt(x)``: math's on a size, torch's on a tensor (see
+        :data:`netdsl.ops.NUMBER_OR_TENSOR`)."""
+        return Compiled(f"{NUMBER_OR_TENSOR[name]}({', '.join(self.argument_list(expr))})",
+                        VALUE)
 
     def argument_list(self, expr: n.Call) -> list[str]:
         parts = [self._argument(a) for a in expr.args]
@@ -370,18 +417,18 @@ class ExprCompiler:
         return self.value(node)
 
     def _op(self, op: Op, expr: n.Call) -> Compiled:
-        params = [p.name for p in op.signature.params]
+        params = [p.name for p in op.signature.params] if op.signature is not None else []
         args = [Arg(self._op_argument(a, params[i] if i < len(params) else ""), a.span)
                 for i, a in enumerate(expr.args)]
         kwargs = [Arg(self.value(k.value), k.value.span, k.name.name, k.name.span)
                   for k in expr.kwargs]
-        if not any(isinstance(a, n.Starred) for a in expr.args):
+        if op.signature is not None and not any(isinstance(a, n.Starred) for a in expr.args):
             op.signature.bind(args, kwargs, expr.span)
         parts = [a.value for a in args] + [f"{k.name}={k.value}" for k in kwargs]
         name = expr.func.id if isinstance(expr.func, n.Name) else "op"
         if op.is_method:
             if not args:
-                fail(f"{op.signature.title} needs its input as the first argument", expr.span)
+                fail(f"{name}() needs its input as the first argument", expr.span)
             if self.instrument:
                 return self.located(f"_torch.Tensor{op.code}", parts, expr.span,
                                     op.code.lstrip("."))
@@ -411,8 +458,16 @@ class ExprCompiler:
                 fail(f"{name}() takes no arguments", expr.span)
             kind = {"items": ITEMS, "keys": VALUE, "values": MODULES}[name]
             return Compiled(f"{target.code}.{name}()", kind, target.plan)
+        if target.kind == "dict":
+            assert isinstance(target.plan, DictPlan)
+            fail(f"unknown key '{name}' for {kind_name(target)}; valid keys: "
+                 f"{', '.join(repr(k) for k, _ in target.plan.items)}", func.attr.span)
         if target.kind not in (VALUE, BROKEN):
             fail(f"{kind_name(target)} has no method '{name}' in a forward", func.attr.span)
+        if name in DENIED:
+            fail(f"tensor method '{name}' is not available in a spec: it reaches Python "
+                 f"objects, storage or autograd hooks (docs/forward-functions.md)",
+                 func.attr.span)
         if name not in METHODS and name not in LIST_METHODS:
             fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}", func.attr.span)
         arguments = self.argument_list(expr)
@@ -424,6 +479,13 @@ class ExprCompiler:
     def _attr(self, expr: n.Attr) -> Compiled:
         target = self.expr(expr.value)
         name = expr.attr.name
+        if target.kind == "dict":  # transformer.wte, as nn.ModuleDict allows
+            assert isinstance(target.plan, DictPlan)
+            items = dict(target.plan.items)
+            if name not in items:
+                fail(f"unknown key '{name}' for {kind_name(target)}; valid keys: "
+                     f"{', '.join(repr(k) for k in items)}", expr.attr.span)
+            return Compiled(f"{target.code}.{name}", child_kind(items[name]), items[name])
         if target.kind not in (VALUE, BROKEN) or name not in ATTRIBUTES:
             fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}", expr.attr.span)
         return Compiled(f"{target.code}.{name}", VALUE)

@@ -42,11 +42,20 @@ INPUT_DIMS = {d.param: d for d in (
 )}
 
 
+# Layers whose input-dimension parameter means another dimension than its usual one:
+# torchvision.ops.MLP's in_channels are the features of the last dimension (it is Linears).
+LAYER_INPUT_DIMS = {
+    "MLP()": InputDim("in_channels", -1, "input features in the last dimension"),
+}
+
+
 def input_dim(signature: Signature) -> tuple[InputDim, int] | None:
     """The layer's input-dimension parameter and its positional index, if it has one."""
     for index, param in enumerate(signature.params):
         if param.name in INPUT_DIMS and param.default is inspect.Parameter.empty:
-            return INPUT_DIMS[param.name], index
+            found = LAYER_INPUT_DIMS.get(signature.title)
+            return (found if found and found.param == param.name else INPUT_DIMS[param.name],
+                    index)
     return None
 
 

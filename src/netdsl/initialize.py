@@ -1,9 +1,11 @@
-"""Initialize: apply a model's init rules to its parameters, in module order.
+"""Initialize: apply a model's init rules to its parameters, pass by pass, in module order.
 
-Walks ``named_modules()`` and each module's own parameters in registration order (weight before
-bias), exactly like the hand-written ``for m in self.modules(): if isinstance(m, nn.Linear): ...``
-loops, so the random draws happen in the same order. Each parameter is set by at most one rule:
-the most specific match (see :meth:`netdsl.plan.RulePlan.rank`).
+Each ``init { ... }`` block is a pass, run in the order written. A pass walks ``named_modules()``
+and each module's own parameters in registration order (weight before bias), exactly like the
+hand-written ``for m in self.modules(): if isinstance(m, nn.Linear): ...`` loops, so the random
+draws happen in the same order. A parameter shared by two modules (``tie``) is visited at both,
+as ``self.apply(fn)`` visits it. In one pass each parameter is set by at most one rule: the most
+specific match (see :meth:`netdsl.plan.RulePlan.rank`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,20 @@ def apply_rules(root: nn.Module, rules: list[RulePlan]) -> None:
     if not rules:
         return
     modules = dict(root.named_modules())
-    for path, module in modules.items():
-        for name, param in module.named_parameters(recurse=False):
-            rule = winning_rule(rules, path, module, name, modules)
-            if rule is not None:
-                apply_rule(rule, param, f"{path}.{name}" if path else name)
+    for rules_of_pass in passes(rules):
+        for path, module in modules.items():
+            for name, param in module.named_parameters(recurse=False):
+                rule = winning_rule(rules_of_pass, path, module, name, modules)
+                if rule is not None:
+                    apply_rule(rule, param, f"{path}.{name}" if path else name)
+
+
+def passes(rules: list[RulePlan]) -> list[list[RulePlan]]:
+    """The rules of each init block, in order."""
+    grouped: dict[int, list[RulePlan]] = {}
+    for rule in rules:
+        grouped.setdefault(rule.pass_index, []).append(rule)
+    return [grouped[index] for index in sorted(grouped)]
 
 
 def winning_rule(rules: list[RulePlan], path: str, module: nn.Module, param: str,

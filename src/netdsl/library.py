@@ -12,9 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .errors import Span, fail
+from .ops import DTYPES
 from .signatures import Arg, Signature, describe
 from .values import Budget, LayerRef
 
@@ -198,6 +200,15 @@ def _table() -> dict[str, Builtin]:
 
 BUILTINS: Mapping[str, Builtin] = _table()
 
+
+def _torch_dtypes() -> dict[str, Any]:
+    return {name: getattr(torch, attr) for name, attr in DTYPES.items()}
+
+
+# dtypes as build-time values, for layers' dtype= (Linear(4, 2, dtype=float64)); the same names
+# as in a forward (netdsl.ops.DTYPES).
+TORCH_DTYPES: Mapping[str, Any] = _torch_dtypes()
+
 # Numbers may not grow past this many bits: ``10**10**10`` would otherwise hang the checker.
 MAX_INT_BITS = 4096
 # round(x, -10**9) computes 10**10**9 inside CPython.
@@ -237,4 +248,4 @@ def _call_raw(builtin: Builtin, args: list[Arg], kwargs: list[Arg], budget: Budg
         fail(f"{builtin.name}(): {err}", span)
 
 
-__all__ = ["BUILTINS", "MAX_INT_BITS", "Builtin", "call_builtin", "range_of"]
+__all__ = ["BUILTINS", "MAX_INT_BITS", "TORCH_DTYPES", "Builtin", "call_builtin", "range_of"]

@@ -20,9 +20,11 @@ from .errors import NetDSLError, did_you_mean, fail
 from .evaluate import evaluate
 from .forward import ForwardCompiler
 from .params import check_name
-from .plan import InputPlan, ModelPlan, Plan
+from .plan import InputPlan, ModelPlan, Plan, TensorPlan, TiePlan
 from .rules import plan_rules
 from .signatures import describe
+from .spectypes import DTYPES
+from .tensors import plan_tensor, plan_tie
 from .values import Env
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ class ModelSink:
     forwards: list[n.Forward] = field(default_factory=list)
     methods: list[n.DefDecl] = field(default_factory=list)
     inits: list[tuple[n.Init, Env]] = field(default_factory=list)
+    tensors: dict[str, TensorPlan] = field(default_factory=dict)
+    ties: list[TiePlan] = field(default_factory=list)
     errors_before: int = 0
 
     def __post_init__(self) -> None:
@@ -58,6 +62,10 @@ class ModelSink:
     def item(self, item: Any, env: Env) -> None:
         if isinstance(item, n.Child):
             self._child(item, env)
+        elif isinstance(item, n.TensorDecl):
+            self._tensor(item, env)
+        elif isinstance(item, n.TieDecl):
+            self.ties.append(plan_tie(item, self.children, self.tensors, len(self.children)))
         elif isinstance(item, n.InputDecl):
             if self.decl.kind == "block":
                 fail("input declarations belong to models: a block's input comes from where "
@@ -83,17 +91,33 @@ class ModelSink:
         self.broken_names.update(names)
 
     def defined(self, name: str) -> str | None:
+        if name in self.tensors:
+            return self.tensors[name].what
         return "child" if name in self.declared else None
+
+    def _declare(self, name: str, key: n.Ident | n.FString, what: str, env: Env) -> None:
+        """A child's, param's or buffer's name: an attribute of the module, declared once."""
+        _check_child_name(name, key)
+        if name in self.declared:
+            fail(f"'{name}' is already defined", key.span)
+        if name in env and name not in env.params:
+            fail(f"'{name}' is already a constant; a {what} needs another name (a parameter "
+                 f"may share its name with a {what})", key.span)
+        self.declared.add(name)
+
+    def _tensor(self, item: n.TensorDecl, env: Env) -> None:
+        name = item.name.name
+        self._declare(name, item.name, item.what, env)
+        env.notes[name] = f"a {item.what}"
+        try:
+            self.tensors[name] = plan_tensor(item, self.decl.name.name, env, len(self.children))
+        except NetDSLError:
+            self.broken_names.add(name)
+            raise
 
     def _child(self, item: n.Child, env: Env) -> None:
         name = key_of(item.name, env)
-        _check_child_name(name, item.name)
-        if name in self.declared:
-            fail(f"'{name}' is already defined", item.name.span)
-        if name in env and name not in env.params:
-            fail(f"'{name}' is already a constant; a child needs another name (a parameter "
-                 f"may share its name with a child)", item.name.span)
-        self.declared.add(name)
+        self._declare(name, item.name, "child", env)
         env.notes[name] = "a child"
         plan = self.checker.module(item.module, self.unit, env)
         if plan is None:  # its own errors are reported: later uses of it say nothing more
@@ -150,7 +174,8 @@ def finish_model(checker: Checker, sink: ModelSink, env: Env) -> ModelPlan | Non
     arg_names = [a.name for a in sink.forwards[0].args] if sink.forwards else ["x"]
     return ModelPlan(decl.name.name, list(sink.children.items()), forward, rules, decl.span,
                      inputs, sink.expects, env, checked, key_args, arg_names, methods,
-                     checked_methods, decl, sorted(sink.absent_names - sink.declared))
+                     checked_methods, decl, sorted(sink.absent_names - sink.declared),
+                     list(sink.tensors.values()), sink.ties)
 
 
 def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
@@ -164,6 +189,7 @@ def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
     compilers = [ForwardCompiler(sink.decl.name.name, sink.children, env, sink.unit.text,
                                  broken=broken, cache=checker.forwards, instrument=instrument,
                                  absent=absent, method_decls=sink.methods,
+                                 tensors=set(sink.tensors),
                                  body_failed=len(checker.errors) > sink.errors_before)
                  for instrument in (False, True)]
     plain = compilers[0].compile(forward, sink.decl.name.span)
@@ -195,18 +221,32 @@ def _inputs(sink: ModelSink) -> list[InputPlan]:
 def _input(item: n.InputDecl, env: Env) -> InputPlan:
     node = item.type
     if isinstance(node, n.Name) and node.id in VALUE_TYPES and not env.has_constant(node.id):
+        if item.dtype is not None:
+            fail(f"a dtype belongs to a tensor input; '{item.name.name}' is a {node.id}",
+                 item.dtype.span)
         return InputPlan(item.name.name, None, node.id, item.span)
     if not isinstance(node, n.ListExpr):
         fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",
              node.span)
-    return InputPlan(item.name.name, [dimension(d, env) for d in node.items], "tensor",
-                     item.span)
+    dtype = "float32" if item.dtype is None else item.dtype.name
+    bounds: dict[str, int] = {}
+    shape = [dimension(d, env, bounds) for d in node.items]
+    return InputPlan(item.name.name, shape, "tensor", item.span, DTYPES[dtype], bounds)
 
 
-def dimension(node: n.Expr, env: Env) -> int | str:
-    """A shape dimension: a name that is not a constant is symbolic; anything else an int."""
+def dimension(node: n.Expr, env: Env, bounds: dict[str, int] | None = None) -> int | str:
+    """A shape dimension: a name that is not a constant is symbolic (``T <= block_size`` a
+    symbolic one with a bound); anything else an int."""
     if isinstance(node, n.Name) and not env.has_constant(node.id):
         return node.id
+    if isinstance(node, n.Compare) and node.ops == ["<="] and bounds is not None and \
+            isinstance(node.operands[0], n.Name) and not env.has_constant(node.operands[0].id):
+        bound = dimension(node.operands[1], env)
+        if not isinstance(bound, int) or bound < 1:
+            fail("a symbolic dimension's bound is a positive int (T <= block_size)",
+                 node.operands[1].span)
+        bounds[node.operands[0].id] = bound
+        return node.operands[0].id
     value = evaluate(node, env)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",

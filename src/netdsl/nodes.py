@@ -376,11 +376,33 @@ class Let(Node):
 
 
 class InputDecl(Node):
-    """``input x: [N, 3, 32, 32]`` (a tensor, names are symbolic dims) or ``input key: str``."""
+    """``input x: [N, 3, 32, 32]`` (a tensor, names are symbolic dims) or ``input key: str``;
+    ``input idx: [B, T] long`` gives a tensor's dtype (float32 when none is written)."""
 
     kind: Literal["input"] = "input"
     name: Ident
     type: Expr
+    dtype: Ident | None = None
+
+
+class TensorDecl(Node):
+    """``param name = expr`` / ``buffer name = expr``: a tensor the module itself holds, made
+    when the module is built; ``options`` are nn.Parameter's / register_buffer's keywords."""
+
+    kind: Literal["tensor"] = "tensor"
+    what: Literal["param", "buffer"]
+    name: Ident
+    args: list[Expr] = []  # positional options: refused by the check, which says why
+    options: list[Keyword] = []
+    value: Expr
+
+
+class TieDecl(Node):
+    """``tie a.weight = b.weight``: ``self.a.weight = self.b.weight``, one shared parameter."""
+
+    kind: Literal["tie"] = "tie"
+    target: list[Ident]
+    source: list[Ident]
 
 
 class Expect(Node):
@@ -416,7 +438,8 @@ class ForItem(Node):
 
 Item = Annotated[
     Child | Named | Layer | Sequential | ListBlock | DictBlock | Repeat | Let | InputDecl
-    | Expect | Forward | DefDecl | Init | InitRule | IfItem | ForItem | Assert,
+    | Expect | Forward | DefDecl | Init | InitRule | IfItem | ForItem | Assert | TensorDecl
+    | TieDecl,
     Field(discriminator="kind"),
 ]
 

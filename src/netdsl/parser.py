@@ -37,12 +37,15 @@ _TERMINAL_NAMES = {
     "IF_EXPR": "'if'",
     "FOR_STMT": "'for'",
     "FOR_EXPR": "'for'",
+    "DTYPE": "a dtype",
     "$END": "end of file",
 }
 
 # The statement and expression spellings of one keyword (see the grammar's note).
 _SWAPS = {"IF_STMT": "IF_EXPR", "IF_EXPR": "IF_STMT", "FOR_STMT": "FOR_EXPR",
-          "FOR_EXPR": "FOR_STMT"}
+          "FOR_EXPR": "FOR_STMT",
+          # A dtype word where a dtype cannot go is a name (a child named `half`).
+          "DTYPE": "NAME"}
 
 # Known mistakes, recognised by the parser state they leave it in (lark's match_examples).
 _KNOWN_MISTAKES = {
@@ -148,11 +151,16 @@ class _KeywordLexer:
         self.inner = inner
 
     def lex(self, lexer_state: Any, parser_state: Any) -> Iterator[Token]:
+        last_line = 0
         for token in self.inner.lex(lexer_state, parser_state):
             other = _SWAPS.get(token.type)
-            if other is not None and not _takes(parser_state, token) and _takes(
+            # An input's dtype is on the line of its shape; on the next line the word begins
+            # the next item (`half = Linear(4, 2)`).
+            next_line = token.type == "DTYPE" and token.line > last_line
+            if other is not None and (next_line or not _takes(parser_state, token)) and _takes(
                     parser_state, Token.new_borrow_pos(other, str(token), token)):
                 token = Token.new_borrow_pos(other, str(token), token)
+            last_line = token.end_line or token.line
             yield token
 
     def __getattr__(self, name: str) -> Any:

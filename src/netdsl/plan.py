@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from . import nodes as n
@@ -64,6 +65,14 @@ class LayerPlan:
     def _parts(self) -> list[str]:
         return [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
 
+    def __repr__(self) -> str:  # as an argument of another layer: its call
+        return self.call_text()
+
+    @property
+    def module_class(self) -> type[nn.Module]:
+        """What it builds (a layer given as another layer's argument is checked by it)."""
+        return self.cls
+
     def _inferred_index(self) -> int | None:
         if self.inferred is None or self.infer is None:
             return None
@@ -104,11 +113,47 @@ class RulePlan:
     env: Any  # the constants where the rule is written (an Env)
     lets: list[n.Let]  # the init block's lets this rule needs, in order
     uses_fan: bool
+    # Which init block it is written in: each block is a pass over the parameters, run in
+    # order, so a later block re-draws what an earlier one set (nanoGPT's c_proj).
+    pass_index: int = 0
 
     def rank(self, index: int) -> tuple[int, int, int]:
         """Precedence: path glob > module type > ``*``; a named parameter > ``*``; later wins."""
         target = {"path": 2, "type": 1, "any": 0}[self.rule.target_kind]
         return (target, 0 if self.rule.param == "*" else 1, index)
+
+
+@dataclass
+class TensorPlan:
+    """A ``param`` or ``buffer`` declaration: made by ``make()`` when its module is built."""
+
+    what: Literal["param", "buffer"]
+    name: str
+    make: Callable[[], Any]  # the compiled expression, run under the build's device
+    span: Span
+    position: int  # how many children are declared before it: registered between them
+    shape: tuple[int, ...] = ()  # from a run on the meta device at check time
+    dtype: Any = None
+    requires_grad: bool = True  # nn.Parameter(..., requires_grad=...)
+    persistent: bool = True  # register_buffer(..., persistent=...)
+
+    @property
+    def numel(self) -> int:
+        total = 1
+        for size in self.shape:
+            total *= size
+        return total
+
+
+@dataclass
+class TiePlan:
+    """``tie a.weight = b.weight``: after the children before it exist, ``self.a.weight =
+    self.b.weight``."""
+
+    target: list[str]
+    source: list[str]
+    span: Span
+    position: int
 
 
 @dataclass
@@ -137,6 +182,8 @@ class ModelPlan:
     # Children declared only under conditions that did not hold: attributes set to None, as
     # torchvision's `self.downsample = None`.
     absent: list[str] = field(default_factory=list)
+    tensors: list[TensorPlan] = field(default_factory=list)
+    ties: list[TiePlan] = field(default_factory=list)
 
     def namespace(self, *, checked: bool = False) -> dict[str, Callable[..., Any]]:
         """The generated class's methods: the forward and the defs."""
@@ -153,6 +200,9 @@ class InputPlan:
     shape: list[int | str] | None  # None: not a tensor
     type_name: str
     span: Span
+    dtype: torch.dtype = torch.float32  # a tensor's: input idx: [B, T] long
+    # Symbolic dimensions with an upper bound: input idx: [B, T <= block_size].
+    bounds: dict[str, int] = field(default_factory=dict)
 
 
 Plan = LayerPlan | SequentialPlan | ListPlan | DictPlan | ModelPlan
@@ -205,3 +255,11 @@ def layers_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, Layer
         return
     for key, child in children_of(plan):
         yield from layers_with_paths(child, f"{prefix}.{key}" if prefix else key)
+
+
+def models_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, ModelPlan]]:
+    """Every model and block instance with its module path, in module order."""
+    if isinstance(plan, ModelPlan):
+        yield prefix, plan
+    for key, child in children_of(plan):
+        yield from models_with_paths(child, f"{prefix}.{key}" if prefix else key)

@@ -15,16 +15,31 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .initialize import apply_rules, matches, winning_rule
-from .plan import LayerPlan, ModelPlan, Plan, RulePlan, children_of, walk_plans
+from .errors import Span
+from .initialize import apply_rules, matches, passes, winning_rule
+from .plan import (
+    LayerPlan,
+    ModelPlan,
+    Plan,
+    RulePlan,
+    TensorPlan,
+    children_of,
+    models_with_paths,
+    walk_plans,
+)
+from .tensors import make_tensor
 
 
 @dataclass
 class Entry:
     parameter: str
     shape: tuple[int, ...]
-    set_by: str  # "path:line: Linear.weight: normal(...)" or "torch default (...)"
-    rule: RulePlan | None = None
+    # "path:line: Linear.weight: normal(...)" or "torch default (...)"; every rule that set
+    # it, in the order they ran, joined by "; then ".
+    set_by: str
+    rule: RulePlan | None = None  # the last one
+    rules: list[RulePlan] = field(default_factory=list)
+    shared_with: list[str] = field(default_factory=list)  # other names of a tied parameter
 
 
 @dataclass
@@ -35,45 +50,76 @@ class Report:
 
 LayerVisit = Callable[[LayerPlan, nn.Module, str], None]
 RulesVisit = Callable[[ModelPlan, nn.Module, str], None]
+TensorVisit = Callable[[TensorPlan, nn.Module], None]
 
 
 def walk(plan: Plan, module: nn.Module, path: str, on_layer: LayerVisit,
-         on_rules: RulesVisit) -> None:
-    """Visit layers and models' rules in the order the build creates and initialises them."""
+         on_rules: RulesVisit, on_tensor: TensorVisit | None = None) -> None:
+    """Visit layers, a model's own params and buffers, and models' rules in the order the build
+    creates and initialises them."""
     if isinstance(plan, LayerPlan):
         on_layer(plan, module, path)
         return
-    for key, child in children_of(plan):
-        walk(child, module.get_submodule(key), f"{path}.{key}" if path else key, on_layer,
-             on_rules)
+    tensors = plan.tensors if isinstance(plan, ModelPlan) else []
+    children = children_of(plan)
+    for index, (key, child) in enumerate([*children, ("", None)]):
+        for tensor in tensors:
+            if tensor.position == index and on_tensor is not None:
+                on_tensor(tensor, module)
+        if child is not None:
+            walk(child, module.get_submodule(key), f"{path}.{key}" if path else key, on_layer,
+                 on_rules, on_tensor)
     if isinstance(plan, ModelPlan):
         on_rules(plan, module, path)
 
 
 def init_report(plan: ModelPlan, model: nn.Module,
                 sources: Mapping[str, str] | None = None) -> Report:
-    setters: dict[str, RulePlan] = {}
+    setters: dict[int, list[RulePlan]] = {}  # by parameter: a tied one has several names
     used: set[int] = set()
 
     def on_rules(sub: ModelPlan, module: nn.Module, path: str) -> None:
         modules = dict(module.named_modules())
-        for name, owner, pname in _own_parameters(module):
-            rule = winning_rule(sub.rules, name, owner, pname, modules)
-            if rule is not None:
-                full = _join(path, f"{name}.{pname}" if name else pname)
-                setters[full] = rule  # later (outer) rules override
-                used.add(id(rule.rule))
+        for rules in passes(sub.rules):
+            for name, owner, pname in _own_parameters(module):
+                rule = winning_rule(rules, name, owner, pname, modules)
+                if rule is not None:
+                    setters.setdefault(id(owner.get_parameter(pname)), []).append(rule)
+                    used.add(id(rule.rule))
 
     walk(plan, model, "", lambda *_: None, on_rules)
+    names = _names_by_parameter(model)
+    declared = _declared(plan, model, sources or {})
     report = Report()
     for name, param in model.named_parameters():
-        rule = setters.get(name)
+        rules = setters.get(id(param), [])
+        text = "; then ".join(rule_text(r, sources or {}) for r in rules)
         report.entries.append(Entry(name, tuple(param.shape),
-                                    rule_text(rule, sources or {}) if rule
-                                    else torch_default(model, name),
-                                    rule))
+                                    text or declared.get(id(param)) or
+                                    torch_default(model, name),
+                                    rules[-1] if rules else None, rules,
+                                    [other for other in names[id(param)] if other != name]))
     report.unmatched = [r for r in _all_rules(plan) if id(r.rule) not in used]
     return report
+
+
+def _declared(plan: ModelPlan, model: nn.Module, sources: Mapping[str, str]
+              ) -> dict[int, str]:
+    """What made each declared param: ``path:line: param pos = empty(...).normal_(...)``."""
+    made = {}
+    for path, sub in models_with_paths(plan):
+        owner = model.get_submodule(path)
+        for tensor in sub.tensors:
+            if tensor.what == "param":
+                made[id(owner.get_parameter(tensor.name))] = _written(tensor.span, sources)
+    return made
+
+
+def _names_by_parameter(model: nn.Module) -> dict[int, list[str]]:
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return names
 
 
 def reinitialize(plan: ModelPlan, model: nn.Module) -> None:
@@ -82,7 +128,13 @@ def reinitialize(plan: ModelPlan, model: nn.Module) -> None:
         with torch.no_grad():
             reset_layer(module)
 
-    walk(plan, model, "", on_layer, lambda sub, module, path: apply_rules(module, sub.rules))
+    def on_tensor(tensor: TensorPlan, module: nn.Module) -> None:
+        held = getattr(module, tensor.name)
+        with torch.no_grad():
+            held.copy_(make_tensor(tensor, held.device))
+
+    walk(plan, model, "", on_layer, lambda sub, module, path: apply_rules(module, sub.rules),
+         on_tensor)
 
 
 def reset_layer(module: nn.Module) -> None:
@@ -121,12 +173,17 @@ def _all_rules(plan: Plan) -> list[RulePlan]:
 
 def rule_text(rule: RulePlan, sources: Mapping[str, str]) -> str:
     """``path:line: Linear.weight: normal(0, 1)``, the rule as written."""
-    span = rule.rule.span
+    return _written(rule.rule.span, sources,
+                    f"{rule.rule.target}.{rule.rule.param}: {rule.rule.func.name}(...)")
+
+
+def _written(span: Span, sources: Mapping[str, str], fallback: str = "...") -> str:
+    """``path:line: <the line from the span's column>``."""
     lines = sources.get(span.path, "").split("\n")
     if 0 < span.line <= len(lines):
         written = lines[span.line - 1][span.column - 1:].split("#")[0].strip()
     else:
-        written = f"{rule.rule.target}.{rule.rule.param}: {rule.rule.func.name}(...)"
+        written = fallback
     return f"{span.path}:{span.line}: {written}"
 
 

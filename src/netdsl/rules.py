@@ -44,14 +44,14 @@ def plan_rules(inits: list[tuple[n.Init, Env]], taken: set[str],
     reuse one); ``collect`` records a mistake and carries on with the next item.
     """
     rules: list[RulePlan] = []
-    for init, env in inits:
+    for index, (init, env) in enumerate(inits):  # each init block is one pass, in order
         lets: list[n.Let] = []
         for item in _items(init.items, env, lets, collect):
             with collect():
                 if isinstance(item, n.Let):
                     _init_let(item, lets, env, taken)
                 else:
-                    rules.append(_rule(item, env, lets))
+                    rules.append(_rule(item, env, lets, index))
     return rules
 
 
@@ -106,7 +106,7 @@ def _init_let(let: n.Let, lets: list[n.Let], env: Env, taken: set[str]) -> None:
     lets.append(let)
 
 
-def _rule(rule: n.InitRule, env: Env, lets: list[n.Let]) -> RulePlan:
+def _rule(rule: n.InitRule, env: Env, lets: list[n.Let], index: int) -> RulePlan:
     functions = init_functions()
     name = rule.func.name.removesuffix("_")
     func = functions.get(name)
@@ -120,7 +120,7 @@ def _rule(rule: n.InitRule, env: Env, lets: list[n.Let]) -> RulePlan:
         if let_name(let) in needed:
             used_lets.insert(0, let)
             needed |= n.names_in(let.value)
-    plan = RulePlan(rule, func, target, env, used_lets, bool(needed & FAN_NAMES))
+    plan = RulePlan(rule, func, target, env, used_lets, bool(needed & FAN_NAMES), index)
     if not plan.uses_fan:  # otherwise arguments depend on each parameter: checked when applied
         rule_arguments(plan, {})
     return plan

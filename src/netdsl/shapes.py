@@ -11,6 +11,7 @@ the real build afterwards constructs every layer in declaration order, as writte
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .build import build_layer
+from .build import add_tensor, build_layer
 from .errors import NetDSLError, fail, first_line
 from .forward import TRACER, Site
 from .infer import InputDim, input_dim
@@ -104,6 +105,8 @@ class Trace:
             return repr(value)
         label = self.labels.get(id(value), ("", value))[0]
         shape = self.shape_text(value.shape)
+        if value.dtype != torch.float32:  # said only where it is news
+            shape += f" {str(value.dtype).removeprefix('torch.')}"
         return f"{label}: {shape}" if label else shape
 
     def label(self, value: Any, text: str) -> None:
@@ -170,7 +173,8 @@ class Probe(nn.Module):
         except Exception as err:  # torch's own shape checks
             received = ", ".join(self.trace.described(a) for a in args)
             fail(f"{self.plan.call_text()} cannot take its input ({received}): "
-                 f"{self.trace.names(first_line(err))}", self.plan.span)
+                 f"{self.trace.names(first_line(err))}{_dtype_hint(err, args)}",
+                 self.plan.span)
 
     def _record(self, shapes: list[tuple[int, ...]], out: Any) -> None:
         first = out[0] if isinstance(out, (tuple, list)) and out else out
@@ -234,6 +238,15 @@ class Probe(nn.Module):
                 f" or leave {param.param} out to infer it")
 
 
+def _dtype_hint(err: Exception, args: tuple[Any, ...]) -> str:
+    """An index tensor declared as float (the default): say how to declare its dtype."""
+    floats = [a for a in args if isinstance(a, torch.Tensor) and a.dtype == torch.float32]
+    if "scalar type" not in str(err) or not floats:
+        return ""
+    return (" (it is float32, the dtype of an input that declares none: declare the dtype, "
+            "as in input idx: [B, T] long)")
+
+
 def _given(plan: LayerPlan, param: InputDim, position: int) -> Any:
     if param.param in plan.kwargs:
         return plan.kwargs[param.param]
@@ -269,6 +282,9 @@ def probe_tree(plan: Plan, trace: Trace) -> nn.Module:
     module = cls()
     for name, child in plan.children:
         setattr(module, name, probe_tree(child, trace))
+    with torch.device("meta"):
+        for tensor in plan.tensors:
+            add_tensor(module, tensor)
     return module
 
 
@@ -296,8 +312,18 @@ def _check_broadcast(trace: Trace, site: Site, args: tuple[Any, ...]) -> None:
         torch.broadcast_shapes(left.shape, right.shape)
     except RuntimeError:
         fail(f"cannot {_ARITHMETIC[site.label]} ({trace.described(left)}) and "
-             f"({trace.described(right)}): the shapes do not broadcast", site.span)
+             f"({trace.described(right)}): the shapes do not broadcast"
+             f"{_bound_hint(trace, left, right)}", site.span)
 
+
+
+def _bound_hint(trace: Trace, *values: torch.Tensor) -> str:
+    """A symbol meets a fixed size (a mask sliced by T): the symbol may need a bound."""
+    symbolic = [v for v in values if any(d in trace.symbols for d in v.shape)]
+    if not symbolic or len(symbolic) == len(values):
+        return ""
+    return ("; a symbolic dimension is checked at sizes near 1000 (and 2000): if it is at "
+            "most a size, declare it so, as in input idx: [B, T <= block_size]")
 
 
 @contextmanager
@@ -333,12 +359,48 @@ def trace_shapes(plan: ModelPlan, inputs: list[InputPlan] | None = None) -> Trac
         names = sorted({d for i in inputs for d in (i.shape or []) if isinstance(d, str)})
         if len(names) > len(SENTINELS):
             fail(f"too many symbolic dimensions (at most {len(SENTINELS)})", inputs[0].span)
-        trace.first_symbols = trace.symbols = dict(zip(SENTINELS, names, strict=False))
-        trace.second_symbols = dict(zip(SECOND_SENTINELS, names, strict=False))
+        first, second = _sentinels(names, _bounds(inputs))
+        trace.first_symbols = trace.symbols = first
+        trace.second_symbols = second
         _run(plan, inputs, trace)
     if not trace.errors:  # after a failed run, layers it did not reach say nothing new
         _report_uninferred(plan, trace, bool(inputs))
     return trace
+
+
+def _bounds(inputs: list[InputPlan]) -> dict[str, int]:
+    bounds: dict[str, int] = {}
+    for item in inputs:
+        for name, bound in item.bounds.items():
+            bounds[name] = min(bound, bounds.get(name, bound))
+    return bounds
+
+
+def _sentinels(names: list[str], bounds: dict[str, int]
+               ) -> tuple[dict[int, str], dict[int, str]]:
+    """The sizes each symbol runs as, in the first and the second pass. A symbol with a bound
+    (``T <= block_size``) runs as the two largest primes within it, so that a buffer sliced to
+    it (``bias[:, :, :T, :T]``) is not cut short; the others as the fixed sentinels."""
+    first: dict[int, str] = {}
+    second: dict[int, str] = {}
+    free = iter(zip(SENTINELS, SECOND_SENTINELS, strict=True))
+    for name in names:
+        if name in bounds:
+            a, b = _primes_within(bounds[name], set(first) | set(second))
+        else:
+            a, b = next(free)
+        first[a], second[b] = name, name
+    return first, second
+
+
+def _primes_within(bound: int, taken: set[int]) -> tuple[int, int]:
+    found = []
+    for size in range(bound, 2, -1):
+        if size not in taken and all(size % d for d in range(2, math.isqrt(size) + 1)):
+            found.append(size)
+            if len(found) == 2:
+                return found[0], found[1]
+    return bound, max(bound - 1, 1)  # too small for two primes: sizes that still differ
 
 
 def _run(plan: ModelPlan, inputs: list[InputPlan], trace: Trace) -> None:
@@ -361,7 +423,8 @@ def _call(model: nn.Module, inputs: list[InputPlan], values: dict[str, Any],
           trace: Trace) -> Any:
     sizes = {name: size for size, name in trace.symbols.items()}
     with _tracing(trace):
-        tensors = [torch.empty([sizes.get(d, d) for d in i.shape]) if i.shape is not None
+        tensors = [torch.empty([sizes.get(d, d) for d in i.shape], dtype=i.dtype)
+                   if i.shape is not None
                    else values[i.name] for i in inputs]  # type: ignore[misc]
         for item, tensor in zip(inputs, tensors, strict=True):
             trace.label(tensor, item.name)

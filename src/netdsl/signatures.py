@@ -110,6 +110,12 @@ class Signature:
                 fail(f"{self.title} argument '{param.name}' expects {param.annotation}, got "
                      f"{describe(arg.value)}", arg.span)
             return
+        module_class = getattr(arg.value, "module_class", None)  # a layer given as argument
+        if module_class is not None:
+            if not _takes_module(param.annotation, module_class):
+                fail(f"{self.title} argument '{param.name}' expects "
+                     f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
+            return
         adapter = _adapter(param.annotation)
         if adapter is None:
             return
@@ -118,6 +124,17 @@ class Signature:
         except ValidationError:
             fail(f"{self.title} argument '{param.name}' expects "
                  f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
+
+
+def _takes_module(annotation: Any, module_class: type) -> bool:
+    """Whether an annotation admits an instance of ``module_class`` (unknown ones do)."""
+    if annotation is inspect.Parameter.empty or annotation is Any or isinstance(annotation, str):
+        return True
+    if isinstance(annotation, type):
+        return issubclass(module_class, annotation)
+    options = typing.get_args(annotation)
+    return not options or any(_takes_module(o, module_class) for o in options
+                              if o is not type(None))
 
 
 def _count(n: int, noun: str) -> str:
@@ -176,7 +193,8 @@ def describe(value: Value) -> str:
 
 
 # netdsl's own value types as messages name them.
-_KINDS = {"LayerRef": "layer", "FunctionRef": "function", "Builtin": "function"}
+_KINDS = {"LayerRef": "layer", "FunctionRef": "function", "Builtin": "function",
+          "LayerPlan": "module"}
 _MAX_SHOWN = 60
 
 

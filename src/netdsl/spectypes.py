@@ -51,3 +51,19 @@ PARAM_TYPES: dict[str, SpecType] = {
     "list": SpecType("list", _sequence),
     "layer": SpecType("layer", lambda v: isinstance(v, LayerRef)),
 }
+
+
+def _dtypes() -> dict[str, Any]:
+    import torch  # the parameter types above need no torch
+
+    names = {"bool": "bool", "uint8": "uint8", "int8": "int8", "int16": "int16",
+             "int32": "int32", "int64": "int64", "int": "int32", "long": "int64",
+             "float16": "float16", "half": "float16", "bfloat16": "bfloat16",
+             "float32": "float32", "float": "float32", "float64": "float64",
+             "double": "float64"}
+    return {name: getattr(torch, dtype) for name, dtype in names.items()}
+
+
+# The dtypes an input may declare (``input idx: [B, T] long``), by torch's names; the grammar's
+# DTYPE terminal lists the same words.
+DTYPES: dict[str, Any] = _dtypes()

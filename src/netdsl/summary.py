@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from .plan import InputPlan, ModelPlan, layers_with_paths
+from .plan import InputPlan, ModelPlan, layers_with_paths, models_with_paths
 from .shapes import LayerCall, Trace
 
 INFERRED_MARK = "*"
@@ -39,6 +39,9 @@ class Summary:
     size_mb: float = 0.0
     mult_adds: int | None = None
     mult_adds_per: str = ""  # "per sample" when the batch dimension is symbolic
+    buffers: int = 0  # elements of every buffer (BatchNorm's running stats, masks)
+    # Tied parameters, each once: "lm_head.weight = transformer.wte.weight (38,633,472)".
+    shared: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +54,7 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
     summary = Summary(plan.name, shown)
     calls = {call.path: call for call in trace.calls.values()}
     batch = _batch_size(trace, inputs)
+    summary.rows += _tensor_rows(plan)
     for path, layer in layers_with_paths(plan):
         module = model.get_submodule(path)
         call = calls.get(path)
@@ -61,7 +65,9 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
         macs = _mult_adds(module, call, batch) if _countable(call, batch) else None
         summary.rows.append(Row(path, layer.call_text(INFERRED_MARK), output, params, trainable,
                                 macs))
-    parameters = list(model.parameters())
+    parameters = list(model.parameters())  # a tied parameter once
+    summary.shared = _shared(model)
+    summary.buffers = sum(b.numel() for b in model.buffers())
     summary.total_params = sum(p.numel() for p in parameters)
     summary.trainable_params = sum(p.numel() for p in parameters if p.requires_grad)
     summary.size_mb = sum(p.numel() * p.element_size() for p in parameters) / 1e6
@@ -69,6 +75,29 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
     summary.mult_adds = sum(counted) if counted else None
     summary.mult_adds_per = "per sample" if batch != 1 else "for this input"
     return summary
+
+
+def _tensor_rows(plan: ModelPlan) -> list[Row]:
+    """The params and buffers models and blocks declare themselves (``class_token``)."""
+    rows = []
+    for path, sub in models_with_paths(plan):
+        for tensor in sub.tensors:
+            count = tensor.numel if tensor.what == "param" else 0
+            trainable = count if tensor.requires_grad else 0
+            rows.append(Row(f"{path}.{tensor.name}" if path else tensor.name,
+                            f"{tensor.what} {list(tensor.shape)}", None, count, trainable,
+                            None))
+    return rows
+
+
+def _shared(model: nn.Module) -> list[str]:
+    names: dict[int, list[str]] = {}
+    sizes: dict[int, int] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+        sizes[id(param)] = param.numel()
+    return [f"{' = '.join(reversed(found))} ({sizes[key]:,})"
+            for key, found in names.items() if len(found) > 1]
 
 
 def _batch_size(trace: Trace, inputs: list[InputPlan]) -> int:
@@ -123,6 +152,10 @@ def render(summary: Summary) -> str:
     lines.append("-" * len(lines[1]))
     lines.append(f"total params: {summary.total_params:,}    trainable: "
                  f"{summary.trainable_params:,}    size: {summary.size_mb:,.2f} MB")
+    if summary.buffers:
+        lines.append(f"buffers: {summary.buffers:,} elements")
+    for shared in summary.shared:
+        lines.append(f"tied (counted once in the total): {shared}")
     if summary.mult_adds is not None:
         lines.append(f"mult-adds (Linear/Conv layers, {summary.mult_adds_per}): "
                      f"{summary.mult_adds:,}")

@@ -128,7 +128,21 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         return n.Let(span=self._span(meta), target=items[1], value=items[2])
 
     def input_decl(self, meta: Meta, items: list[Any]) -> n.InputDecl:
-        return n.InputDecl(span=self._span(meta), name=self._ident(items[1]), type=items[2])
+        dtype = self._ident(items[3]) if items[3] is not None else None
+        return n.InputDecl(span=self._span(meta), name=self._ident(items[1]), type=items[2],
+                           dtype=dtype)
+
+    def tensor_decl(self, meta: Meta, items: list[Any]) -> n.TensorDecl:
+        what, options, name, value = items
+        args, kwargs = options if options is not None else ([], [])
+        return n.TensorDecl(span=self._span(meta), what=str(what), name=self._ident(name),
+                            args=args, options=kwargs, value=value)
+
+    def tie_decl(self, meta: Meta, items: list[Any]) -> n.TieDecl:
+        return n.TieDecl(span=self._span(meta), target=items[1], source=items[2])
+
+    def dotted(self, meta: Meta, items: list[Token]) -> list[n.Ident]:
+        return [self._ident(t) for t in items]
 
     def expect_decl(self, meta: Meta, items: list[Any]) -> n.Expect:
         return n.Expect(span=self._span(meta), what=self._ident(items[1]), value=items[2])
