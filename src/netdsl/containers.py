@@ -132,7 +132,8 @@ def check_key(key: str, span: Any, taken: list[str | None], container: type, wha
 
 _ITEM_NAMES = {n.InputDecl: "input declarations", n.Expect: "expectations",
                n.Forward: "a forward", n.DefDecl: "methods (def)", n.Init: "init blocks",
-               n.InitRule: "init rules"}
+               n.InitRule: "init rules", n.TensorDecl: "params and buffers",
+               n.TieDecl: "ties"}
 
 
 def _misplaced(item: Any, kind: str) -> str:

@@ -87,7 +87,9 @@ def _branch(item: n.IfItem, env: Env, lets: list[n.Let]) -> list[Any]:
 
 def _what(item: Any) -> str:
     kinds = {n.Child: "children", n.ForItem: "for loops", n.Forward: "a forward",
-             n.Init: "another init block", n.InputDecl: "input declarations"}
+             n.Init: "another init block", n.InputDecl: "input declarations",
+             n.TensorDecl: "params and buffers (they belong in the model's body)",
+             n.TieDecl: "ties (they belong in the model's body)"}
     return next((text for kind, text in kinds.items() if isinstance(item, kind)), "this item")
 
 

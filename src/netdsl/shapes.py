@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -272,8 +273,11 @@ def probe_tree(plan: Plan, trace: Trace) -> nn.Module:
     """The plan as modules, with a Probe for every layer and instrumented forwards."""
     if isinstance(plan, LayerPlan):
         return Probe(plan, trace)
-    if isinstance(plan, SequentialPlan):
-        return nn.Sequential(*(probe_tree(p, trace) for _, p in plan.items))
+    if isinstance(plan, SequentialPlan):  # named as built, so that paths match the model's
+        items = [(name, probe_tree(p, trace)) for name, p in plan.items]
+        if items and items[0][0] is not None:
+            return nn.Sequential(OrderedDict(items))  # type: ignore[arg-type]
+        return nn.Sequential(*(module for _, module in items))
     if isinstance(plan, ListPlan):
         return nn.ModuleList([probe_tree(p, trace) for p in plan.items])
     if isinstance(plan, DictPlan):

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from .plan import InputPlan, ModelPlan, layers_with_paths, models_with_paths
@@ -49,8 +50,8 @@ class Summary:
 
 def summarize(plan: ModelPlan, trace: Trace, model: nn.Module,
               inputs: list[InputPlan]) -> Summary:
-    shown = [f"{i.name}: " + (_dims(i.shape) if i.shape is not None else i.type_name)
-             for i in inputs]
+    shown = [f"{i.name}: " + (_dims(i.shape, i.bounds) + _dtype(i) if i.shape is not None
+                              else i.type_name) for i in inputs]
     summary = Summary(plan.name, shown)
     calls = {call.path: call for call in trace.calls.values()}
     batch = _batch_size(trace, inputs)
@@ -108,8 +109,13 @@ def _batch_size(trace: Trace, inputs: list[InputPlan]) -> int:
     return 1
 
 
-def _dims(shape: list[int | str]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+def _dtype(item: InputPlan) -> str:
+    return "" if item.dtype == torch.float32 else f" {str(item.dtype).removeprefix('torch.')}"
+
+
+def _dims(shape: list[int | str], bounds: dict[str, int]) -> str:
+    return "[" + ", ".join(f"{d} <= {bounds[d]}" if d in bounds else str(d)
+                           for d in shape) + "]"
 
 
 def _countable(call: LayerCall | None, batch: int) -> bool:
