@@ -405,3 +405,44 @@ def test_the_forward_cannot_leave_the_tensor_world(forward: str, message: str) -
     with pytest.raises(netdsl.NetDSLError) as info:
         netdsl.loads(f"model M {{ input x: [N, 4]  fc = Linear(4, 4)  forward(x) = {forward} }}")
     assert message in str(info.value)
+
+
+# ---------------------------------------------------------------- asserts in the forward
+
+CHECKED_LENGTH = """
+model Length(block_size: int = 8) {
+    input idx: [B, T <= block_size] long
+    emb = Embedding(10, 4)
+    forward(idx) {
+        b, t = idx.size()
+        assert t <= block_size,
+            f"Cannot forward sequence of length {t}, block size is only {block_size}"
+        assert block_size > 2, "decided now"
+        return emb(idx)
+    }
+}
+"""
+
+
+def test_a_forward_assert_is_torch_assert() -> None:
+    model = netdsl.loads(CHECKED_LENGTH)
+    assert model(torch.zeros(2, 8, dtype=torch.long)).shape == (2, 8, 4)
+    with pytest.raises(AssertionError, match="Cannot forward sequence of length 9, block size "
+                                             "is only 8"):
+        model(torch.zeros(2, 9, dtype=torch.long))
+    traced = torch.fx.symbolic_trace(model)
+    idx = torch.zeros(1, 3, dtype=torch.long)
+    assert torch.equal(traced(idx), model(idx))
+    compiled = torch.compile(model, backend="eager", fullgraph=True, dynamic=True)
+    assert torch.equal(compiled(idx), model(idx))
+
+
+def test_a_failing_assert_is_reported_at_check_time() -> None:
+    spec = CHECKED_LENGTH.replace("[B, T <= block_size]", "[B, 12]")
+    with pytest.raises(netdsl.NetDSLError) as info:
+        netdsl.loads(spec)
+    assert (info.value.message, info.value.line) == (
+        "Cannot forward sequence of length 12, block size is only 8", 7)
+    with pytest.raises(netdsl.NetDSLError) as info:
+        netdsl.loads(CHECKED_LENGTH, block_size=2)
+    assert (info.value.message, info.value.line) == ("decided now", 9)

@@ -238,11 +238,36 @@ class ForwardCompiler(ExprCompiler):
         if isinstance(stmt, n.CallStmt):
             return _Block(self._call_stmt(stmt), False)
         if isinstance(stmt, n.Assert):
-            fail("assert is for constants; a forward cannot assert on values", stmt.span)
+            return _Block(self._assert(stmt), False)
         if in_loop:
             fail("'return' inside a for loop is not supported; return after the loop",
                  stmt.span)
         return _Block(self._return(stmt), True)
+
+    def _assert(self, stmt: n.Assert) -> list[str]:
+        """``assert t <= block_size, "..."``: torch._assert, as torchvision writes it (it
+        traces under torch.fx and torch.export); decided now when the test is a constant."""
+        test = self.condition(stmt.test)
+        message = self._message(stmt)
+        if test.kind == CONST:
+            if truthy(test.const):
+                return []
+            fail(message.const if message.kind == CONST else "assertion failed", stmt.span)
+        if self.instrument:  # the shape pass reports a failing assert at its span
+            call = self.located("_torch._assert", [test.code, message.code], stmt.span,
+                                "assert")
+            return [call.code]
+        return [f"_torch._assert({test.code}, {message.code})"]
+
+    def _message(self, stmt: n.Assert) -> Compiled:
+        if stmt.msg is None:
+            return Compiled("'assertion failed'", CONST, const="assertion failed")
+        if isinstance(stmt.msg, n.FString):
+            return self.message_text(stmt.msg)
+        message = self.expr(stmt.msg)
+        if message.kind != CONST or not isinstance(message.const, str):
+            fail("an assert's message is a string", stmt.msg.span)
+        return message
 
     def _assign(self, stmt: n.Assign) -> list[str]:
         names = n.target_names(stmt.target)

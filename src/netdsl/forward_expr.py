@@ -227,6 +227,23 @@ class ExprCompiler:
                                          for p in parts), expr.span)
         fail("an f-string in a forward takes constants only", expr.span)
 
+    def message_text(self, expr: n.FString) -> Compiled:
+        """An assert's f-string, which may show run-time values: ``'...{}...'.format(t)``
+        (str.format traces under torch.compile, torch.export and torch.fx)."""
+        parts = [p if isinstance(p, str) else self.expr(p) for p in expr.parts]
+        if all(isinstance(p, str) or p.kind == CONST for p in parts):
+            return self._fstring(expr)
+        template, values = "", []
+        for part, node in zip(parts, expr.parts, strict=True):
+            if isinstance(part, str) or part.kind == CONST:
+                text = part if isinstance(part, str) else str(part.const)
+                template += text.replace("{", "{{").replace("}", "}}")
+            else:
+                self.require_value(part, node.span)  # type: ignore[union-attr]
+                template += "{}"
+                values.append(part.code)
+        return Compiled(f"{template!r}.format({', '.join(values)})", VALUE)
+
     # ------------------------------------------------------------ operators
     def _unary(self, expr: n.UnaryOp) -> Compiled:
         if expr.op == "not":

@@ -340,6 +340,8 @@ def _tracing(trace: Trace) -> Iterator[None]:
         except NetDSLError:
             raise
         except Exception as err:
+            if site.label == "assert":  # the spec's own message
+                fail(trace.names(first_line(err)), site.span)
             received = trace.described([a for a in args if isinstance(a, (torch.Tensor, list))])
             fail(f"{site.label} cannot take its inputs ({received}): "
                  f"{trace.names(first_line(err))}", site.span)
