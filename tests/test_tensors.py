@@ -446,3 +446,13 @@ def test_a_failing_assert_is_reported_at_check_time() -> None:
     with pytest.raises(netdsl.NetDSLError) as info:
         netdsl.loads(CHECKED_LENGTH, block_size=2)
     assert (info.value.message, info.value.line) == ("decided now", 9)
+
+
+def test_probe_refuses_token_inputs(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.net"
+    spec.write_text(TIED, encoding="utf-8")
+    with pytest.raises(netdsl.NetDSLError) as info:
+        netdsl.probe(spec, (2, 5))
+    assert info.value.message == (
+        "probe feeds a standard-normal input, but 'idx' is declared int64 (token ids?): probe "
+        "studies models that take float inputs")

@@ -71,6 +71,12 @@ class ProbeResult:
 def probe(plan: ModelPlan, input_shape: Sequence[int], *, seed: int | None = None,
           backward: bool = False) -> ProbeResult:
     """Build the plan's model, draw an input, run it, and record what every layer outputs."""
+    declared = plan.inputs[0] if plan.inputs else None
+    if declared is not None and declared.shape is not None and \
+            not declared.dtype.is_floating_point:
+        fail(f"probe feeds a standard-normal input, but '{declared.name}' is declared "
+             f"{str(declared.dtype).removeprefix('torch.')} (token ids?): probe studies models "
+             f"that take float inputs", declared.span)
     if seed is not None:
         torch.manual_seed(seed)
     model = build(plan)
