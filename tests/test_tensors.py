@@ -456,3 +456,47 @@ def test_probe_refuses_token_inputs(tmp_path: Path) -> None:
     assert info.value.message == (
         "probe feeds a standard-normal input, but 'idx' is declared int64 (token ids?): probe "
         "studies models that take float inputs")
+
+
+def test_init_report_shows_a_params_declaration_first(tmp_path: Path) -> None:
+    spec = tmp_path / "pos.net"
+    spec.write_text("model M {\n    param pos = empty(1, 4, 8).normal_(std=0.02)\n"
+                    "    fc = Linear(8, 8)\n    init {\n        M.pos: zeros()\n    }\n}\n",
+                    encoding="utf-8")
+    entry = netdsl.init_report(spec).entries[0]
+    assert (entry.parameter, entry.set_by) == (
+        "pos", f"{spec}:2: param pos = empty(1, 4, 8).normal_(std=0.02); then {spec}:5: "
+               "M.pos: zeros()")
+
+
+def test_augmented_assignment_is_in_place() -> None:
+    spec = """
+def total(n: int) -> int {
+    s = 0
+    for i in range(n) { s += i }
+    return s
+}
+model M {
+    input x: [N, 4]
+    fc = Linear(4, 4)
+    forward(x) {
+        y = fc(x)
+        y += x
+        y *= total(4)
+        return y
+    }
+}
+"""
+    model = netdsl.loads(spec)
+    x = torch.randn(2, 4)
+    expected = model.fc(x)
+    expected += x
+    expected *= 6
+    assert torch.equal(model(x), expected)
+    with pytest.raises(netdsl.NetDSLError) as info:
+        netdsl.loads(spec.replace("y += x", "fc += x"))
+    assert where_of(info.value) == ("'fc' is not a variable of the forward; += updates one", 12)
+
+
+def where_of(err: netdsl.NetDSLError) -> tuple[str, int | None]:
+    return err.message, err.line

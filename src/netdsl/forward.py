@@ -43,6 +43,7 @@ from .ops import LIST_METHODS
 from .plan import child_kind
 
 INDENT = "    "
+_IN_PLACE = {"+": "add", "-": "sub", "*": "mul", "/": "truediv"}
 Functions = dict[str, Callable[..., Any]]
 
 
@@ -231,6 +232,8 @@ class ForwardCompiler(ExprCompiler):
     def _stmt(self, stmt: n.Stmt, in_loop: bool) -> _Block:
         if isinstance(stmt, n.Assign):
             return _Block(self._assign(stmt), False)
+        if isinstance(stmt, n.AugAssign):
+            return _Block(self._aug_assign(stmt), False)
         if isinstance(stmt, n.For):
             return _Block(self._for(stmt), False)
         if isinstance(stmt, n.IfStmt):
@@ -243,6 +246,20 @@ class ForwardCompiler(ExprCompiler):
             fail("'return' inside a for loop is not supported; return after the loop",
                  stmt.span)
         return _Block(self._return(stmt), True)
+
+    def _aug_assign(self, stmt: n.AugAssign) -> list[str]:
+        """``result += identity``: Python's in-place operator, on a variable of the forward."""
+        name = stmt.target.name
+        held = self.scope.get(name)
+        if held is None or held.kind not in (VALUE, BROKEN):
+            fail(f"'{name}' is not a variable of the forward; {stmt.op}= updates one",
+                 stmt.target.span)
+        value = self.value(stmt.value)
+        if self.instrument:
+            call = self.located(f"_operator.i{_IN_PLACE[stmt.op]}", [name, value], stmt.span,
+                                stmt.op)
+            return [f"{name} = {call.code}"]
+        return [f"{name} {stmt.op}= {value}"]
 
     def _assert(self, stmt: n.Assert) -> list[str]:
         """``assert t <= block_size, "..."``: torch._assert, as torchvision writes it (it

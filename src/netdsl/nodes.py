@@ -244,6 +244,15 @@ class Assign(Node):
     value: Expr
 
 
+class AugAssign(Node):
+    """``x += value``: in place, as Python does it (a tensor is updated, a number rebound)."""
+
+    kind: Literal["aug_assign"] = "aug_assign"
+    target: Ident
+    op: Literal["+", "-", "*", "/"]
+    value: Expr
+
+
 class CallStmt(Node):
     """``features.append(x)``: a method call whose result is not kept."""
 
@@ -285,7 +294,7 @@ class Assert(Node):
     msg: Expr | None = None
 
 
-Stmt = Annotated[Assign | CallStmt | For | IfStmt | Return | Assert,
+Stmt = Annotated[Assign | AugAssign | CallStmt | For | IfStmt | Return | Assert,
                  Field(discriminator="kind")]
 
 

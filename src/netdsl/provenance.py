@@ -93,10 +93,12 @@ def init_report(plan: ModelPlan, model: nn.Module,
     report = Report()
     for name, param in model.named_parameters():
         rules = setters.get(id(param), [])
+        made = declared.get(id(param)) or torch_default(model, name)
         text = "; then ".join(rule_text(r, sources or {}) for r in rules)
-        report.entries.append(Entry(name, tuple(param.shape),
-                                    text or declared.get(id(param)) or
-                                    torch_default(model, name),
+        # A declared param's own expression made it (and may have drawn it): always shown.
+        if id(param) in declared:
+            text = "; then ".join(filter(None, [made, text]))
+        report.entries.append(Entry(name, tuple(param.shape), text or made,
                                     rules[-1] if rules else None, rules,
                                     [other for other in names[id(param)] if other != name]))
     report.unmatched = [r for r in _all_rules(plan) if id(r.rule) not in used]
@@ -111,7 +113,8 @@ def _declared(plan: ModelPlan, model: nn.Module, sources: Mapping[str, str]
         owner = model.get_submodule(path)
         for tensor in sub.tensors:
             if tensor.what == "param":
-                made[id(owner.get_parameter(tensor.name))] = _written(tensor.span, sources)
+                line = tensor.span.model_copy(update={"column": 1})  # from `param name =`
+                made[id(owner.get_parameter(tensor.name))] = _written(line, sources)
     return made
 
 

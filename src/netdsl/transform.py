@@ -213,6 +213,11 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     def assign(self, meta: Meta, items: list[Any]) -> n.Assign:
         return n.Assign(span=self._span(meta), target=items[0], value=items[1])
 
+    def aug_assign(self, meta: Meta, items: list[Any]) -> n.AugAssign:
+        target, op, value = items
+        return n.AugAssign(span=self._span(meta), target=self._ident(target),
+                           op=str(op)[:-1], value=value)
+
     def call_stmt(self, meta: Meta, items: list[Any]) -> n.CallStmt:
         obj, method, arguments = items
         span = self._span(meta)
