@@ -95,6 +95,11 @@ _KNOWN_MISTAKES = {
         "model M { a = sequential { ReLU()\n for i in range(3) } }",
         "model M { a = Linear(1, 1) for i in range(3) }",
     ],
+    "'init' starts an init block: init { Linear.weight: normal(0.0, 0.02) }; a param is "
+    "initialised in its own expression, as torchvision writes it: "
+    "param p = empty(n).normal_(std=0.02)": [
+        "model M { param p = empty(3) init normal(std=0.02) }",
+    ],
 }
 
 
