@@ -1418,3 +1418,51 @@ def test_generated_programs_build_what_python_builds() -> None:
             program.spec
 
     run()
+
+
+# ------------------------------------------------------------------ h. issue 10: wrong results
+# and internal errors from spec text (each was reproduced on the previous main)
+
+
+def test_a_negative_constant_base_is_raised_as_python_would() -> None:
+    model = netdsl.loads("model M(k: int = -2) { input x: [N] long  forward(x) = k ** x }")
+    x = torch.tensor([2, 3])
+    assert torch.equal(model(x), torch.tensor([(-2) ** 2, (-2) ** 3]))
+
+
+@pytest.mark.parametrize("spec, message, column", [
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  forward(x) = fc(x) * -true }",
+     "bad operand for unary -: bool (True)", 68),
+    ("model M { input x: [N, 4]  input x: [N, 8]  fc = Linear(4, 4) }",
+     "input 'x' is declared twice", 34),
+    ("model M { fc = Dropout(1e-400) }",
+     "number is too small: it would be 0.0 (write 0.0 if that is meant)", 24),
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  forward(x) = fc(x, site=1) }",
+     "Linear(4, 4) cannot take its input (x: [N, 4]): Linear.forward() got an unexpected "
+     "keyword argument 'site'", 33),
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  let c = 1  forward(x) { y = c -> view(-1)\n"
+     " return fc(x) } }", "view() is a tensor method; int (1) is a constant", 75),
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  forward(x) { y = -x.shape\n"
+     " return fc(x) } }", "unary - cannot take its inputs (N, 4): bad operand type for "
+     "unary -: 'torch.Size'", 64),
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  forward(x) { y = x.size(0).T\n"
+     " return fc(x) } }", ".T cannot take its inputs (N): 'int' object has no attribute 'T'", 64),
+    ("model M { input x: [N, 4]  fc = LazyLinear(4) }",
+     "LazyLinear infers its input size at its first call; netdsl infers it before the build: "
+     "write Linear(...) with the input dimension left out", 33),
+    ("model M { input x: [N, 4]  fc = Linear(4, 4)  forward(x) { for v in [] { y = x }\n"
+     " return y } }", "M's forward fails on the declared input: UnboundLocalError: cannot "
+     "access local variable 'y' where it is not associated with a value", 1),
+    ("model M { input x: [2147483647, 2147483647, 2147483647]  fc = Linear(4, 4) }",
+     "an input has at most 281,474,976,710,656 elements (torch's sizes are 64-bit)", 20),
+])
+def test_spec_mistakes_once_internal_errors_are_located(spec: str, message: str,
+                                                        column: int) -> None:
+    err = load_error(spec)
+    assert (err.message, err.column) == (message, column)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_parameters_from_python_are_refused(value: float) -> None:
+    err = load_error("model M(p: float = 0.5) { d = Dropout(p) }", p=value)
+    assert err.message == f"parameter 'p' is {value!r}: parameters are finite numbers"

@@ -7,6 +7,7 @@ during the check. Every NetDSLError leaving here carries the source line it poin
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -177,6 +178,9 @@ def bind_overrides(checker: Checker, decl: n.ModelDecl, unit: Unit, params: Mapp
     for key, value in params.items():
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span)
+        if isinstance(value, float) and not math.isfinite(value):  # the spec cannot write one
+            fail(f"parameter '{key}' is {value!r}: parameters are finite numbers",
+                 decl.name.span)
     return [Arg(_from_python(value), decl.name.span, key, decl.name.span)
             for key, value in params.items()]
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from .errors import Span, fail
 from .infer import input_dim, omits_input_dim, without
@@ -24,6 +25,10 @@ from .values import LayerRef
 def plan_layer(cls: type[nn.Module], name: str, args: list[Arg], kwargs: list[Arg],
                span: Span, count: Callable[[int, Span], None], max_layers: int) -> LayerPlan:
     """The plan of ``cls(*args, **kwargs)``; ``count`` reserves the modules it builds inside."""
+    if issubclass(cls, LazyModuleMixin):
+        fail(f"{name} infers its input size at its first call; netdsl infers it before the "
+             f"build: write {name.removeprefix('Lazy')}(...) with the input dimension left out",
+             span)
     for arg in (*args, *kwargs):
         _check_torch_value(arg, name)
     signature = layer_signature(cls, name)

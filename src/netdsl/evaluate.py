@@ -128,9 +128,16 @@ def _undefined(name: str, env: Mapping[str, Value]) -> str:
 
 
 def _constant(expr: n.Constant, env: Mapping[str, Value], budget: Budget | None) -> Value:
+    check_literal(expr)
+    return expr.value
+
+
+def check_literal(expr: n.Constant) -> None:
+    """A number a float cannot hold: too large (inf), or so small that it would be 0.0."""
     if isinstance(expr.value, float) and not math.isfinite(expr.value):
         fail("number is too large", expr.span)
-    return expr.value
+    if expr.underflow:
+        fail("number is too small: it would be 0.0 (write 0.0 if that is meant)", expr.span)
 
 
 def _fstring(expr: n.FString, env: Mapping[str, Value], budget: Budget | None) -> Value:
@@ -399,5 +406,16 @@ _HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value], Budget | None], Val
     n.Call: _call,
 }
 
-__all__ = ["OUT_OF_PLACE", "NetDSLError", "Span", "arithmetic", "compared", "evaluate",
-           "evaluate_args", "iterate", "lookup", "truthy"]
+__all__ = [
+    "OUT_OF_PLACE",
+    "NetDSLError",
+    "Span",
+    "arithmetic",
+    "check_literal",
+    "compared",
+    "evaluate",
+    "evaluate_args",
+    "iterate",
+    "lookup",
+    "truthy",
+]

@@ -452,7 +452,7 @@ TRACER: ContextVar[Callable[[Site, Callable[..., Any], tuple[Any, ...], dict[str
 
 
 def _located(sites: list[Site]) -> Callable[..., Any]:
-    def at(site: int, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def at(site: int, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         tracer = TRACER.get()
         if tracer is None:
             return func(*args, **kwargs)

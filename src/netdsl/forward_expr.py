@@ -16,7 +16,7 @@ from typing import Any
 
 from . import nodes as n
 from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
-from .evaluate import OUT_OF_PLACE, arithmetic, compared, evaluate, truthy
+from .evaluate import OUT_OF_PLACE, arithmetic, check_literal, compared, evaluate, truthy
 from .functions import call_function
 from .library import BUILTINS, Builtin, call_builtin
 from .ops import (
@@ -204,6 +204,7 @@ class ExprCompiler:
 
     # ------------------------------------------------------------ literals
     def _const(self, expr: n.Constant) -> Compiled:
+        check_literal(expr)
         return self.constant(expr.value, expr.span)
 
     def _ellipsis(self, expr: n.EllipsisExpr) -> Compiled:
@@ -250,10 +251,14 @@ class ExprCompiler:
             return self.condition(expr)
         operand = self.expr(expr.operand)
         self.require_value(operand, expr.operand.span)
-        if operand.kind == CONST and isinstance(operand.const, (int, float)) \
-                and not isinstance(operand.const, bool):
+        if operand.kind == CONST:  # as the constant language does it
+            if not _is_number(operand.const):
+                fail(f"bad operand for unary {expr.op}: {describe(operand.const)}", expr.span)
             return self.constant(-operand.const if expr.op == "-" else operand.const,
                                  expr.span)
+        if self.instrument:
+            return self.located(f"_operator.{'neg' if expr.op == '-' else 'pos'}",
+                                [operand.code], expr.span, f"unary {expr.op}")
         return Compiled(f"({expr.op}{operand.code})", VALUE)
 
     def _binop(self, expr: n.BinOp) -> Compiled:
@@ -274,6 +279,8 @@ class ExprCompiler:
         if self.instrument:
             return self.located(f"_operator.{_OPERATORS[expr.op]}", [left.code, right.code],
                                 expr.span, expr.op)
+        if expr.op == "**" and left.code.startswith("-"):  # -2 ** x is -(2 ** x) in Python
+            return Compiled(f"(({left.code}) ** {right.code})", VALUE)
         return Compiled(f"({left.code} {expr.op} {right.code})", VALUE)
 
     def _boolop(self, expr: n.BoolOp, condition: bool = False) -> Compiled:
@@ -434,6 +441,11 @@ class ExprCompiler:
         return self.value(node)
 
     def _op(self, op: Op, expr: n.Call) -> Compiled:
+        if op.is_method and expr.args and not isinstance(expr.args[0], n.Starred):
+            receiver = self.expr(expr.args[0])
+            if receiver.kind == CONST:  # `c -> view(-1)` on a constant would be `1.view(-1)`
+                fail(f"{op.code.lstrip('.')}() is a tensor method; {describe(receiver.const)} "
+                     f"is a constant", expr.args[0].span)
         params = [p.name for p in op.signature.params] if op.signature is not None else []
         args = [Arg(self._op_argument(a, params[i] if i < len(params) else ""), a.span)
                 for i, a in enumerate(expr.args)]
@@ -505,6 +517,9 @@ class ExprCompiler:
             return Compiled(f"{target.code}.{name}", child_kind(items[name]), items[name])
         if target.kind not in (VALUE, BROKEN) or name not in ATTRIBUTES:
             fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}", expr.attr.span)
+        if self.instrument:  # a size's .T or a string's .ndim: located in the shape pass
+            return self.located(f"_operator.attrgetter({name!r})", [target.code], expr.span,
+                                f".{name}")
         return Compiled(f"{target.code}.{name}", VALUE)
 
     # ------------------------------------------------------------ indexing

@@ -8,6 +8,7 @@ the forward sees them as ``none``, as torchvision's ``self.downsample = None``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 EXPECTATIONS = ("output", "params")
 VALUE_TYPES = ("str", "int", "float", "bool")  # inputs that are not tensors: `input key: str`
-MAX_DIMENSION = 2**31 - 1  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
+MAX_DIMENSION = 2**31 - 1
+# Leaves room for the symbolic dimensions' sizes: [2**31 - 1] * 3 overflows torch's storage size.
+MAX_ELEMENTS = 2**48  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 
 
 @dataclass
@@ -70,6 +73,8 @@ class ModelSink:
             if self.decl.kind == "block":
                 fail("input declarations belong to models: a block's input comes from where "
                      "it is used", item.span)
+            if any(other.name.name == item.name.name for other, _ in self.inputs):
+                fail(f"input '{item.name.name}' is declared twice", item.name.span)
             self.inputs.append((item, env.copy()))
             env.notes.setdefault(item.name.name, "a forward input")
         elif isinstance(item, n.Expect):
@@ -231,6 +236,9 @@ def _input(item: n.InputDecl, env: Env) -> InputPlan:
     dtype = "float32" if item.dtype is None else item.dtype.name
     bounds: dict[str, int] = {}
     shape = [dimension(d, env, bounds) for d in node.items]
+    if math.prod(d for d in shape if isinstance(d, int)) > MAX_ELEMENTS:
+        fail(f"an input has at most {MAX_ELEMENTS:,} elements (torch's sizes are 64-bit)",
+             node.span)
     return InputPlan(item.name.name, shape, "tensor", item.span, DTYPES[dtype], bounds)
 
 

@@ -40,6 +40,7 @@ class Constant(Node):
 
     kind: Literal["constant"] = "constant"
     value: int | float | bool | str | None
+    underflow: bool = False  # a float literal too small for a float (1e-400): refused
 
 
 class EllipsisExpr(Node):

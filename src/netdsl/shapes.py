@@ -282,7 +282,8 @@ def probe_tree(plan: Plan, trace: Trace) -> nn.Module:
         return nn.ModuleList([probe_tree(p, trace) for p in plan.items])
     if isinstance(plan, DictPlan):
         return nn.ModuleDict({key: probe_tree(p, trace) for key, p in plan.items})
-    cls = type(plan.name, (nn.Module,), plan.namespace(checked=True))
+    cls = type(plan.name, (nn.Module,), {**plan.namespace(checked=True),
+                                         "_netdsl_span": plan.span})
     module = cls()
     for name, child in plan.children:
         setattr(module, name, probe_tree(child, trace))
@@ -342,7 +343,8 @@ def _tracing(trace: Trace) -> Iterator[None]:
         except Exception as err:
             if site.label == "assert":  # the spec's own message
                 fail(trace.names(first_line(err)), site.span)
-            received = trace.described([a for a in args if isinstance(a, (torch.Tensor, list))])
+            shown = [a for a in args if isinstance(a, (torch.Tensor, list))] or list(args)
+            received = trace.names(trace.described(shown))
             fail(f"{site.label} cannot take its inputs ({received}): "
                  f"{trace.names(first_line(err))}", site.span)
         source = trace.source(args)
@@ -438,7 +440,16 @@ def _call(model: nn.Module, inputs: list[InputPlan], values: dict[str, Any],
             return model(*tensors)
         except NetDSLError as err:
             trace.errors.append(err)
-            return None
+        except Exception as err:  # Python's own, outside any op (a variable never assigned)
+            trace.errors.append(NetDSLError(
+                f"{type(model).__name__}'s forward fails on the declared input: "
+                f"{type(err).__name__}: {trace.names(first_line(err))}", model_span(model)))
+        return None
+
+
+def model_span(model: nn.Module) -> Any:
+    """Where the model is declared (its plan's span, kept on the probe tree's root)."""
+    return getattr(model, "_netdsl_span", None)
 
 
 def _argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, Any]]:

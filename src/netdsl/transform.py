@@ -7,6 +7,7 @@ The grammar already shapes the tree, so each method is a line or two. Methods ne
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lark import Token, Tree, v_args
@@ -344,7 +345,11 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         return n.Constant(span=self._span(meta), value=value)
 
     def float(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return n.Constant(span=self._span(meta), value=float(items[0].replace("_", "")))
+        text = items[0].replace("_", "")
+        value = float(text)
+        mantissa = re.split("[eE]", text)[0]
+        return n.Constant(span=self._span(meta), value=value,
+                          underflow=value == 0.0 and any(c in "123456789" for c in mantissa))
 
     def string(self, meta: Meta, items: list[Token]) -> n.Constant:
         return n.Constant(span=self._span(meta), value=unquote(items[0]))
