@@ -1466,3 +1466,16 @@ def test_spec_mistakes_once_internal_errors_are_located(spec: str, message: str,
 def test_non_finite_parameters_from_python_are_refused(value: float) -> None:
     err = load_error("model M(p: float = 0.5) { d = Dropout(p) }", p=value)
     assert err.message == f"parameter 'p' is {value!r}: parameters are finite numbers"
+
+
+@pytest.mark.parametrize("command", ["summary", "init-report"])
+def test_tables_print_keys_inert(command: str, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    key = "a\\n::error title=spec::pwned\x1b[31m"
+    spec = tmp_path / "keys.net"
+    spec.write_text('model M {\n    input x: [N, 4]\n    d = dict { "' + key + '": Linear(4, 4) }\n'
+                    '    forward(x) = d["' + key + '"](x)\n}\n', encoding="utf-8")
+    assert main([command, str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert_log_safe(out)
+    assert "d.a\\n:\\:error title=spec:\\:pwned\\x1b[31m" in out

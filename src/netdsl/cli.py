@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .api import check, init_report, probe, summary
 from .config import ConfigError, custom_layers
-from .errors import NetDSLError
+from .errors import NetDSLError, inert
 from .gain import NONLINEARITIES, measure
 from .limits import DEFAULT_LIMITS, Limits
 from .plot import PlotUnavailable, plot_stds
@@ -273,13 +273,14 @@ def run_init_report(args: argparse.Namespace) -> int:
                              **dict(args.param))
     except NetDSLError as err:
         return _report(err)
-    width = max((len(e.parameter) for e in report.entries), default=9)
+    names = [inert(e.parameter) for e in report.entries]
+    width = max((len(name) for name in names), default=9)
     shapes = [str(list(e.shape)) for e in report.entries]
     shape_width = max((len(s) for s in shapes), default=5)
     print(f"{'parameter':<{width}}  {'shape':<{shape_width}}  set by")
-    for entry, shape in zip(report.entries, shapes, strict=True):
+    for entry, name, shape in zip(report.entries, names, shapes, strict=True):
         shared = f" (tied: also {', '.join(entry.shared_with)})" if entry.shared_with else ""
-        print(f"{entry.parameter:<{width}}  {shape:<{shape_width}}  {entry.set_by}{shared}")
+        print(f"{name:<{width}}  {shape:<{shape_width}}  {inert(entry.set_by + shared)}")
     for rule in report.unmatched:
         span = rule.rule.span
         print(_safe(f"{span}: warning: init rule matched no parameter"), file=sys.stderr)

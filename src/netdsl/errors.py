@@ -119,6 +119,14 @@ def fail(message: str, span: Span | None) -> NoReturn:
     raise NetDSLError(message, span)
 
 
+def inert(text: str) -> str:
+    """One line of spec text made inert for terminals and CI logs: control characters (line
+    breaks too) are escaped, and so is "::", which GitHub Actions reads as a workflow command.
+    For names and keys printed in tables (summary, init-report, probe)."""
+    printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable.replace("::", ":\\:")
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (torch's can run to a C++ stack trace)."""
     text = str(err).strip() or type(err).__name__

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .build import build
-from .errors import NetDSLError, fail
+from .errors import NetDSLError, fail, inert
 from .forward import TRACER, Site
 from .plan import ModelPlan
 
@@ -187,10 +187,11 @@ def render(result: ProbeResult) -> str:
              f"{'row':>4}  {'module':<16} {'mean':>12} {'std':>14} {'min':>12} {'max':>12} "
              f"{'zeros':>6}  note"]
     for r in result.rows:
-        lines.append(f"{r.index:>4}  {r.module:<16} {r.mean:>12.6g} {r.std:>14.8g} "
+        lines.append(f"{r.index:>4}  {inert(r.module):<16} {r.mean:>12.6g} {r.std:>14.8g} "
                      f"{r.min:>12.6g} {r.max:>12.6g} {r.zeros:>6.1%}  {r.note}".rstrip())
     lines.append(result.verdict)
     if result.grads is not None:
         lines.append("gradients of output.sum():")
-        lines += [f"  {g.parameter:<24} std {g.std:.6g}  norm {g.norm:.6g}" for g in result.grads]
+        lines += [f"  {inert(g.parameter):<24} std {g.std:.6g}  norm {g.norm:.6g}"
+                  for g in result.grads]
     return "\n".join(lines)

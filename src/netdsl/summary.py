@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import inert
 from .plan import InputPlan, ModelPlan, layers_with_paths, models_with_paths
 from .shapes import LayerCall, Trace
 
@@ -146,10 +147,11 @@ def _mult_adds(module: nn.Module, call: LayerCall | None, batch: int) -> int | N
 def render(summary: Summary) -> str:
     """The summary as a text table."""
     headers = ("path", "layer", "output", "params")
-    rows = [(r.path, r.layer, r.output or "-", f"{r.params:,}") for r in summary.rows]
+    rows = [(inert(r.path), inert(r.layer), r.output or "-", f"{r.params:,}")
+            for r in summary.rows]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
-    lines = [f"{summary.model}" + (f"    input {', '.join(summary.inputs)}"
+    lines = [f"{summary.model}" + (f"    input {inert(', '.join(summary.inputs))}"
                                    if summary.inputs else "    (no input shape: no shapes)")]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     lines.append("-" * len(lines[-1]))
@@ -161,7 +163,7 @@ def render(summary: Summary) -> str:
     if summary.buffers:
         lines.append(f"buffers: {summary.buffers:,} elements")
     for shared in summary.shared:
-        lines.append(f"tied (counted once in the total): {shared}")
+        lines.append(f"tied (counted once in the total): {inert(shared)}")
     if summary.mult_adds is not None:
         lines.append(f"mult-adds (Linear/Conv layers, {summary.mult_adds_per}): "
                      f"{summary.mult_adds:,}")
