@@ -839,14 +839,14 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     except PermissionError:
         pass
     else:  # root reads anything: make opening this file fail the way it does for others
-        real = Path.open
+        real = os.open
 
-        def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
-            if self.name == "secret.net":
-                raise PermissionError(13, "Permission denied", str(self))
-            return real(self, *args, **kwargs)
+        def open_(file: Any, *args: Any, **kwargs: Any) -> Any:
+            if Path(file).name == "secret.net":
+                raise PermissionError(13, "Permission denied", str(file))
+            return real(file, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "open", open_)
+        monkeypatch.setattr(os, "open", open_)
     message = f"{path}: cannot read: Permission denied"
     with pytest.raises(NetDSLError) as info:
         netdsl.load(path)
@@ -1479,3 +1479,33 @@ def test_tables_print_keys_inert(command: str, tmp_path: Path,
     out = capsys.readouterr().out
     assert_log_safe(out)
     assert "d.a\\n:\\:error title=spec:\\:pwned\\x1b[31m" in out
+
+
+def test_a_spec_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "environ"
+    secret.write_text("CI_TOKEN=hunter2\n", encoding="utf-8")
+    link = tmp_path / "x.net"
+    os.symlink(secret, link)
+    errors = netdsl.check(link)
+    assert [e.message for e in errors] == [
+        f"{link}: is a symbolic link; netdsl reads spec files themselves, not links (give the "
+        f"file it points to)"]
+    assert "hunter2" not in errors[0].render("error")
+
+
+def test_a_fifo_spec_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "f.net"
+    os.mkfifo(fifo)
+    os.symlink(fifo, tmp_path / "g.net")
+    assert [e.message for e in netdsl.check(fifo)] == [
+        f"{fifo}: not a regular file (a FIFO, socket or device)"]
+    assert "is a symbolic link" in netdsl.check(tmp_path / "g.net")[0].message
+
+
+def test_check_counts_unreadable_files_one_by_one(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path / "ok.net", "model M { a = ReLU() }")
+    for name in ("f1.net", "f2.net"):
+        os.mkfifo(tmp_path / name)
+    assert main(["check", *(str(tmp_path / f) for f in ("ok.net", "f1.net", "f2.net"))]) == 1
+    assert capsys.readouterr().err.endswith("netdsl: 1 valid, 2 invalid\n")

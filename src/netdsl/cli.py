@@ -33,6 +33,7 @@ class Report:
     """What a run found; owns the exit code."""
 
     checked: int = 0
+    invalid: int = 0  # files with errors (a file that cannot be read has errors without a span)
     errors: list[NetDSLError] = field(default_factory=list)
     usage_errors: list[str] = field(default_factory=list)
 
@@ -212,7 +213,9 @@ def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS,
             report.usage_errors.append(f"netdsl: error: {path}: no such file")
             continue
         report.checked += 1
-        report.errors += check(path, limits=limits, modules=modules)
+        found = check(path, limits=limits, modules=modules)
+        report.invalid += bool(found)
+        report.errors += found
     for message in report.usage_errors:
         print(_safe(message), file=sys.stderr)
     if fmt == "json":
@@ -221,7 +224,7 @@ def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS,
         for err in report.errors:
             print(_safe(err.render("error")), file=sys.stderr)
         if not report.usage_errors:
-            bad = len({e.path for e in report.errors})
+            bad = report.invalid
             summary = f"{report.checked - bad} valid, {bad} invalid" if bad else \
                 f"{report.checked} valid"
             print(f"netdsl: {summary}", file=sys.stderr)

@@ -7,6 +7,9 @@ directory tree of the spec that was loaded first. Cycles are errors.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -27,22 +30,44 @@ class Unit:
     scope: dict[str, tuple[n.ModelDecl | n.DefDecl | n.Let, Unit]] = field(default_factory=dict)
 
 
+# A spec is read as the file itself: a final symbolic link is not followed (a committed link to
+# /proc/self/environ would print the environment in an error's source line), and a FIFO is
+# opened without waiting for a writer, then refused with devices for not being a regular file.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
 def read_spec(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
     """The text of a spec file; unreadable or oversized files are errors, not tracebacks."""
     try:
-        if path.is_file():
-            check_size(path.stat().st_size, limits, str(path))  # before reading a byte of it
-        with path.open("rb") as stream:  # a FIFO or device has no size: read one byte past
-            data = stream.read(limits.max_bytes + 1)
-        check_size(len(data), limits, str(path))
-    except IsADirectoryError:
-        raise NetDSLError(f"{path}: is a directory, not a spec file") from None
+        descriptor = os.open(path, _OPEN_FLAGS)
     except OSError as err:
-        raise NetDSLError(f"{path}: cannot read: {err.strerror or err}") from None
+        raise NetDSLError(_unreadable(path, err)) from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = "is a directory, not a spec file" if stat.S_ISDIR(mode) else \
+            "not a regular file (a FIFO, socket or device)"
+        raise NetDSLError(f"{path}: {kind}")
+    with os.fdopen(descriptor, "rb") as stream:
+        check_size(os.fstat(descriptor).st_size, limits, str(path))  # before reading a byte
+        try:
+            data = stream.read(limits.max_bytes + 1)
+        except OSError as err:
+            raise NetDSLError(_unreadable(path, err)) from None
+    check_size(len(data), limits, str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise NetDSLError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def _unreadable(path: Path, err: OSError) -> str:
+    if err.errno == errno.ELOOP and os.path.islink(path):
+        return (f"{path}: is a symbolic link; netdsl reads spec files themselves, not links "
+                f"(give the file it points to)")
+    if isinstance(err, IsADirectoryError):
+        return f"{path}: is a directory, not a spec file"
+    return f"{path}: cannot read: {err.strerror or err}"
 
 
 def parse(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
