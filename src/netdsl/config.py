@@ -73,8 +73,11 @@ def custom_layers(names: Sequence[str], start: Path | None = None) -> dict[str, 
 
 
 def _import(name: str) -> Any:
+    # Names come from the command line or pyproject.toml only (cli.main), never from a spec:
+    # the user's own Python code, as `netdsl.load(..., modules=...)` is. Not generated code.
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise ConfigError(f"'{name}' is not a module name (a.b.c)")
     try:
-        # Names come from the command line or pyproject.toml only (cli.main): never from a spec.
         return importlib.import_module(name)
     except Exception as err:  # any error of the user's module is theirs to see
         raise ConfigError(f"cannot import module '{name}': {type(err).__name__}: {err}") from None
