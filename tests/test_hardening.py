@@ -499,6 +499,13 @@ _SNIPPETS = [
     b"\x00", b"\x1b[31m", b"::error::x", b"\r", b"\x07", b"\x0c", b"\x85", b"\xff\xfe",
     b"\xef\xbb\xbf", b"\xe2\x80\xa8", b'"', b"'", b"#", b"\\", b"\t", "L\u0456near".encode(),
     b"true", b"none", b"x", b"self", b"import", b"eval(", b"open(", b"float(\"nan\")",
+    # the constructs of the zoo and transformer issues, and the work they can ask for
+    b"param p = zeros(2, 3)\n", b"buffer(persistent=false) m = ones(4)\n",
+    b"tie a.weight = b.weight\n", b"def f(n: int) = n * 2\n", b"f(3)",
+    b"if x.dim() > 2 { x = x.flatten(1) }", b"for i in range(3) { x = x + 1 }",
+    b'assert x.shape[1] == 4, "bad"', b"x.shape[1] ** 1000000", b"round(1, -1000000000)",
+    b"input s: str\n", b": [N, T <= 8] long", b"x += 1", b"GRU(4, 3)", b"LSTM(4, 3, 1000)",
+    b"BatchNorm1d(1000000000, affine=false)", b".repeat(1, 100000000)", b"sparse(0.5)",
 ]
 MUTATIONS = ("delete", "duplicate", "swap", "truncate", "bytes", "text", "snippet", "token")
 
@@ -1509,3 +1516,312 @@ def test_check_counts_unreadable_files_one_by_one(tmp_path: Path,
         os.mkfifo(tmp_path / name)
     assert main(["check", *(str(tmp_path / f) for f in ("ok.net", "f1.net", "f2.net"))]) == 1
     assert capsys.readouterr().err.endswith("netdsl: 1 valid, 2 invalid\n")
+
+
+# ------------------------------------------------------------------ i. issue 10: the work budget
+# Each spec here was a hang, an out-of-memory kill or a quadratic blow-up on the previous main
+# (benchmarks/hardening.py runs the full-size ones in fresh processes).
+
+
+def check_messages(text: str, tmp_path: Path, **limits: Any) -> list[tuple[str, int | None]]:
+    spec = _write(tmp_path / "w.net", text)
+    errors = netdsl.check(spec, limits=Limits(**limits))
+    for err in errors:
+        assert_clean(err)
+    return [(e.message, e.line) for e in errors]
+
+
+@pytest.mark.parametrize("body, line", [
+    ("e = 1000000000000\n n = x.shape[1] ** e", 5),  # the exponent through a variable
+    ("n = x.shape[1]\n n = n ** 1024\n n = n ** 1024\n n = n ** 1024", 6),
+])
+def test_forward_arithmetic_on_sizes_is_bounded(body: str, line: int, tmp_path: Path) -> None:
+    text = f"model M {{\n input x: [N, 4]\n forward(x) {{\n {body}\n return x * n }}\n}}\n"
+    text = text.replace("forward(x) {\n ", "forward(x) {\n")
+    assert check_messages(text, tmp_path) == [("arithmetic error: result is too large", line)]
+
+
+def test_forward_loops_spend_the_step_budget(tmp_path: Path) -> None:
+    text = ("model M {\n input x: [N, 4]\n a = list [ Identity() for i in range(1000) ]\n"
+            " forward(x) {\n  for p in a { for q in a { for r in a { x = r(q(p(x))) } } }\n"
+            "  return x\n }\n}\n")
+    [(message, _)] = check_messages(text, tmp_path, max_steps=20_000)
+    assert message == ("this spec takes more than 20,000 steps to evaluate (Limits.max_steps, "
+                       "netdsl check --max-steps)")
+
+
+def test_the_deadline_ends_a_check(tmp_path: Path) -> None:
+    text = "model M {\n s = sequential { Linear(1, 1) for i in range(50000) }\n}\n"
+    [(message, line)] = check_messages(text, tmp_path, max_seconds=1e-9)
+    assert (message, line) == ("this spec takes more than 1e-09 seconds to check "
+                               "(Limits.max_seconds, netdsl check --max-seconds)", 2)
+
+
+def test_string_inputs_do_not_multiply_the_runs(tmp_path: Path) -> None:
+    names = [f"s{i}" for i in range(30)]
+    text = ("model M {\n input x: [N, 4]\n" + "".join(f" input {s}: str\n" for s in names)
+            + " d = dict { a: Identity()  b: Identity() }\n"
+            + f" forward(x, {', '.join(names)}) {{\n"
+            + "".join(f"  x = d[{s}](x)\n" for s in names) + "  return x\n }\n}\n")
+    assert check_messages(text, tmp_path) == []  # 2**30 combinations: 64 are run
+
+
+@pytest.mark.parametrize("layer, batch_first", [
+    ("GRU(4, 3)", False), ("LSTM(4, 3, num_layers=10)", False),
+    ("LSTM(4, 3, num_layers=2, bidirectional=true, batch_first=true)", True),
+    ("RNN(4, 3)", False),
+])
+def test_recurrent_layers_on_a_symbolic_sequence(layer: str, batch_first: bool,
+                                                 tmp_path: Path) -> None:
+    # On an unbatched [N, 4] input N is the sequence: the shape pass runs one step, not ~1000.
+    shape = "[B, N, 4]" if batch_first else "[N, 4]"
+    width = 6 if batch_first else 3
+    text = (f"model M {{\n input x: {shape}\n g = {layer}\n forward(x) = g(x)[0]\n"
+            f" expect output: {shape.replace('4]', f'{width}]')}\n}}\n")
+    assert check_messages(text, tmp_path) == []
+    model = netdsl.loads(text)
+    reference = hand_written(layer)
+    reference.load_state_dict(model.g.state_dict())
+    x = torch.randn(2, 7, 4) if batch_first else torch.randn(7, 4)
+    assert torch.equal(model(x), reference(x)[0])
+
+
+def hand_written(layer: str) -> torch.nn.Module:
+    """The same layer, hand-written."""
+    return {
+        "GRU(4, 3)": lambda: torch.nn.GRU(4, 3),
+        "LSTM(4, 3, num_layers=10)": lambda: torch.nn.LSTM(4, 3, num_layers=10),
+        "LSTM(4, 3, num_layers=2, bidirectional=true, batch_first=true)":
+            lambda: torch.nn.LSTM(4, 3, num_layers=2, bidirectional=True, batch_first=True),
+        "RNN(4, 3)": lambda: torch.nn.RNN(4, 3),
+    }[layer]()
+
+
+def test_the_module_budget_is_for_the_whole_file(tmp_path: Path) -> None:
+    text = "".join(f"model M{i} {{\n s = sequential {{ Linear(1, 1) for i in range(60) }}\n}}\n"
+                   for i in range(2))
+    assert check_messages(text, tmp_path, max_modules=100) == [
+        ("this builds more than 100 modules (Limits.max_modules, netdsl check --max-modules)",
+         5)]
+
+
+def test_modules_inside_torch_layers_are_counted(tmp_path: Path) -> None:
+    text = "model M {\n t = Transformer(d_model=8, nhead=2, dim_feedforward=8)\n}\n"
+    assert check_messages(text, tmp_path, max_modules=50) == [
+        ("this builds more than 50 modules (Limits.max_modules, netdsl check --max-modules)", 2)]
+    assert check_messages(text, tmp_path) == []
+
+
+def test_buffers_over_the_limit() -> None:
+    err = load_error("model M { b = BatchNorm1d(600000000, affine=false) }")
+    assert err.message == (
+        "M has 0 parameters and 1,200,000,001 buffer elements, over the limit of "
+        "1,000,000,000 (Limits.max_params; build on device=\"meta\" to inspect it)")
+
+
+def test_init_functions_with_python_loops_are_bounded(tmp_path: Path) -> None:
+    text = ("model M {\n input x: [N, 1000000]\n a = Linear(1000000, 1)\n forward(x) = a(x)\n"
+            " init { Linear.weight: sparse(0.5) }\n}\n")
+    assert check_messages(text, tmp_path) == [
+        ("this spec takes more than 1,000,000 steps to evaluate (Limits.max_steps, netdsl check "
+         "--max-steps)", 5)]
+
+
+def test_many_path_rules_pick_the_right_parameters() -> None:
+    # Rules naming exact paths are looked up by path (linear, not rules x parameters); the
+    # winner is still the most specific, latest rule.
+    layers = "".join(f" l{i} = Linear(1, 1)\n" for i in range(300))
+    rules = "".join(f'  "l{i}".weight: constant({i})\n' for i in range(300))
+    model = netdsl.loads("model M {\n" + layers + " init {\n" + rules
+                         + '  "l7".weight: constant(-1)\n  Linear.weight: constant(99)\n }\n}\n')
+    assert [float(getattr(model, f"l{i}").weight) for i in (0, 7, 299)] == [0.0, -1.0, 299.0]
+
+
+def test_a_check_stops_after_max_errors(tmp_path: Path) -> None:
+    text = "model M {\n" + "".join(f" c{i} = Lnear{i}(2, 2)\n" for i in range(150)) + "}\n"
+    found = check_messages(text, tmp_path, max_errors=20)
+    assert len(found) == 21
+    assert found[0] == ("unknown layer 'Lnear0'; did you mean 'Linear'?", 2)
+    assert found[-1] == ("... and more: the check stops after 20 errors (Limits.max_errors, "
+                         "netdsl check --max-errors)", 22)
+
+
+def test_long_messages_are_clipped(tmp_path: Path) -> None:
+    cutoffs = ", ".join(str(i) for i in range(3000, 0, -1))  # not increasing: torch refuses it
+    spec = _write(tmp_path / "a.net",
+                  f"model M {{ a = AdaptiveLogSoftmaxWithLoss(8, 5000, cutoffs=[{cutoffs}]) }}")
+    [err] = netdsl.check(spec)
+    rendered = err.render("error")
+    assert len(rendered.splitlines()[0]) < 1200
+    assert rendered.splitlines()[0].endswith("more characters)")
+
+
+def test_rendered_errors_keep_to_their_lines() -> None:
+    from netdsl.errors import Span
+    span = Span(path="::x\n.net", line=1, column=1, end_line=1, end_column=2)
+    err = NetDSLError("key 'a\n::error::b\x1b' \u2028", span, source_line="d = 'a\x1b'")
+    assert_log_safe(err.render("error"))
+    assert err.render("error").splitlines()[0] == (
+        ":\\:x\\n.net:1:1: error: key 'a\\n::error::b\\x1b' \\u2028")
+
+
+def test_the_token_limit_comes_before_the_parser(tmp_path: Path) -> None:
+    text = "model M {\n let a = 1" + "+1" * 300 + "\n}\n"
+    assert check_messages(text, tmp_path, max_tokens=500) == [
+        ("spec has more than 500 tokens (Limits.max_tokens, netdsl check --max-tokens)", 2)]
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "x.net", "--max-bytes", str(10**21)],
+    ["check", "x.net", "--max-seconds", "nan"],
+    ["summary", "x.net", "--input", "99999999999999999999,4"],
+    ["gain", "relu", "--samples", "-1"],
+])
+def test_cli_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("call, kind, message", [
+    (lambda: netdsl.load(b"x.net"), TypeError, "a spec path is a str or os.PathLike, got bytes"),
+    (lambda: netdsl.loads(b"model M {}"), TypeError, "spec text is a str, got bytes (decode it "
+     "first)"),
+    (lambda: netdsl.loads(None), TypeError, "spec text is a str, got NoneType"),
+    (lambda: netdsl.loads("model M {}", model=123), TypeError,
+     "model= takes a model's name (a str), got int"),
+    (lambda: netdsl.loads("model M {}", modules=[1]), TypeError,
+     "modules= takes a mapping of layer names to nn.Module classes, got list"),
+    (lambda: netdsl.loads("model M {}", limits=None), TypeError,
+     "limits= takes a netdsl.Limits, got NoneType"),
+    (lambda: netdsl.loads("model M {}", device=-1), ValueError,
+     "device=-1: Device index must not be negative"),
+    (lambda: netdsl.check(b"x.net"), TypeError, "a spec path is a str or os.PathLike, got bytes"),
+])
+def test_api_usage_errors_are_python_usage_errors(call: Callable[[], Any], kind: type,
+                                                  message: str) -> None:
+    with pytest.raises(kind) as info:
+        call()
+    assert not isinstance(info.value, NetDSLError)
+    assert str(info.value) == message
+
+
+def test_imports_the_file_system_refuses(tmp_path: Path) -> None:
+    _write(tmp_path / "long.net", f'from "{"a" * 300}.net" import X\nmodel M {{ }}\n')
+    os.symlink("loop2.net", tmp_path / "loop1.net")
+    os.symlink("loop1.net", tmp_path / "loop2.net")
+    _write(tmp_path / "loop.net", 'from "loop1.net" import X\nmodel M { }\n')
+    assert [e.message for e in netdsl.check(tmp_path / "long.net")] == [
+        f"cannot import '{'a' * 300}.net': file name too long"]
+    assert [e.message for e in netdsl.check(tmp_path / "loop.net")] == [
+        "cannot import 'loop1.net': a symlink loop"]
+
+
+def test_probe_refuses_what_it_cannot_measure(tmp_path: Path) -> None:
+    spec = _write(tmp_path / "p.net", "model M {\n input x: [N, 4]\n forward(x) = zeros(2, 2)\n}\n")
+    with pytest.raises(NetDSLError) as info:
+        netdsl.probe(spec, [1, 4], backward=True)
+    assert info.value.message == ("probe --backward: M's output does not depend on its "
+                                  "parameters, so there is no gradient to measure")
+    big = _write(tmp_path / "r.net", "model M {\n input x: [N, 4]\n a = Linear(4, 4)\n"
+                 " forward(x) = a(x).repeat(1, 300000000)\n}\n")
+    with pytest.raises(NetDSLError) as info:
+        netdsl.probe(big, [1, 4])
+    assert info.value.message == (
+        "probing M on [1, 4] makes 4,800,000,032 bytes of activations, over the limit of "
+        "4,294,967,296 (Limits.max_activation_bytes, --max-activation-bytes)")
+
+
+def test_unannotated_flags_are_checked_as_bools() -> None:
+    err = load_error("model M { a = MultiheadAttention(4, 2, bias=0) }")
+    assert where(err) == ("MultiheadAttention() argument 'bias' expects bool, got int (0)", 1, 45)
+
+
+def test_a_rule_for_a_block_names_its_own_parameter() -> None:
+    err = load_error("block Linear(n: int) {\n fc = Dropout()\n}\nmodel M {\n a = Linear(4)\n"
+                     " init { Linear.weight: zeros() }\n}\n")
+    assert where(err) == (
+        "'Linear' is the block declared at <string>:1:7, which has no parameter 'weight' of its "
+        "own: select its children's by path below it (Linear.<child>.weight); the block hides "
+        "torch's Linear of the same name", 6, 9)
+
+
+# The compiled forward and the constant folder agree with Python on random integer expressions,
+# printed with Python's precedence and no more parentheses than it needs (the `(-2) ** x` bug
+# was a missing pair).
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2, "neg": 3, "**": 4}
+Expr = tuple[Any, ...]
+
+
+@st.composite
+def int_exprs(draw: st.DrawFn, depth: int = 3) -> Expr:
+    if depth == 0 or draw(st.booleans()):
+        if draw(st.booleans()):
+            return ("size",)
+        value = draw(st.integers(-4, 9))
+        return ("neg", ("lit", -value)) if value < 0 else ("lit", value)
+    kind = draw(st.sampled_from(["+", "-", "*", "//", "%", "**", "neg"]))
+    if kind == "neg":
+        return ("neg", draw(int_exprs(depth - 1)))
+    if kind == "**":  # small literal exponents: an int result of a sane size
+        return ("**", draw(int_exprs(depth - 1)), ("lit", draw(st.integers(0, 3))))
+    return (kind, draw(int_exprs(depth - 1)), draw(int_exprs(depth - 1)))
+
+
+def _value(expr: Expr, size: int) -> int:
+    kind = expr[0]
+    if kind == "size":
+        return size
+    if kind == "lit":
+        return int(expr[1])
+    if kind == "neg":
+        return -_value(expr[1], size)
+    left, right = _value(expr[1], size), _value(expr[2], size)
+    ops: dict[str, Callable[[int, int], int]] = {
+        "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+        "//": lambda a, b: a // b, "%": lambda a, b: a % b, "**": lambda a, b: a ** b}
+    return ops[kind](left, right)
+
+
+def _text(expr: Expr, atom: str) -> str:
+    kind = expr[0]
+    if kind == "size":
+        return atom
+    if kind == "lit":
+        return str(expr[1])
+    if kind == "neg":
+        return "-" + _wrap(expr[1], atom, _PRECEDENCE["neg"])
+    mine = _PRECEDENCE[kind]
+    if kind == "**":  # right-associative; its right side may be a unary minus
+        return f"{_wrap(expr[1], atom, mine + 1)} ** {_wrap(expr[2], atom, _PRECEDENCE['neg'])}"
+    return f"{_wrap(expr[1], atom, mine)} {kind} {_wrap(expr[2], atom, mine + 1)}"
+
+
+def _wrap(expr: Expr, atom: str, needed: int) -> str:
+    own = _PRECEDENCE.get(expr[0], 5)
+    text = _text(expr, atom)
+    return f"({text})" if own < needed else text
+
+
+@pytest.mark.fuzz
+def test_compiled_forward_and_constant_folder_agree_with_python() -> None:
+    size = 3
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(int_exprs())
+    def run(expr: Expr) -> None:
+        try:
+            expected = _value(expr, size)
+        except ZeroDivisionError:
+            return
+        if abs(expected) > 2**40:
+            return
+        for atom in ("x.shape[0]", "k"):  # computed at run time / folded at compile time
+            text = (f"model M(k: int = {size}) {{\n input x: [{size}] long\n"
+                    f" forward(x) = zeros(1, dtype=long) + ({_text(expr, atom)})\n}}\n")
+            model = netdsl.loads(text)
+            assert model(torch.zeros(size, dtype=torch.long)).item() == expected, text
+
+    run()

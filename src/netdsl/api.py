@@ -18,10 +18,21 @@ import torch
 from torch import nn
 
 from . import nodes as n
-from . import provenance
+from . import provenance, work
 from .build import build, count_parameters, has_rules
 from .check import Checker
-from .errors import InternalError, LimitError, NetDSLError, Span, did_you_mean, fail
+from .errors import (
+    InternalError,
+    LimitError,
+    NetDSLError,
+    Span,
+    Usage,
+    UsageTypeError,
+    UsageValueError,
+    did_you_mean,
+    fail,
+    first_line,
+)
 from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
@@ -35,7 +46,7 @@ from .registry import Registry
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
 from .summary import Summary, summarize
-from .values import Budget, LayerRef
+from .values import LayerRef
 
 PathLike = str | os.PathLike[str]
 
@@ -79,15 +90,42 @@ def loads(text: str, *, path: str = "<string>", model: str | None = None,
 def _opened(path: PathLike | None, limits: Limits, *, text: str = "", name: str = ""
             ) -> Iterator[tuple[Loader, Unit]]:
     """A spec file (or text) and its imports, loaded; errors inside get their source lines."""
+    _check_usage(path, limits, text)
     loader = Loader(Path(path).parent if path is not None else Path.cwd(), limits)
-    with _sources(loader.sources):
+    with _sources(loader.sources), work.session(limits):
         unit = loader.load_file(Path(path)) if path is not None else loader.load_text(text, name)
         yield loader, unit
+
+
+def _check_usage(path: PathLike | None, limits: Limits, text: str) -> None:
+    """Mistakes in the call itself (not the spec) are Python's usage errors: TypeError."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise UsageTypeError(f"a spec path is a str or os.PathLike, got {type(path).__name__}")
+    if path is not None and not isinstance(os.fspath(path), str):
+        raise UsageTypeError("a spec path is a str (decode a bytes path first)")
+    if not isinstance(text, str):
+        raise UsageTypeError(f"spec text is a str, got {type(text).__name__}"
+                        + (" (decode it first)" if isinstance(text, bytes) else ""))
+    if not isinstance(limits, Limits):
+        raise UsageTypeError(f"limits= takes a netdsl.Limits, got {type(limits).__name__}")
+
+
+def _device(device: str | torch.device | None) -> torch.device | None:
+    """The device to build on, refused at once (ValueError) if torch cannot make tensors there."""
+    if device is None:
+        return None
+    try:
+        chosen = torch.device(device)
+        torch.empty(0, device=chosen)
+    except (RuntimeError, TypeError, AssertionError) as err:
+        raise UsageValueError(f"device={device!r}: {first_line(err)}") from None
+    return chosen
 
 
 def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
              params: Mapping[str, Any]) -> nn.Module:
+    device = _device(device)
     plan = _ready_plan(unit, model, modules, limits, params)
     if device is None or torch.device(device).type != "meta":
         _check_params(plan, limits.max_params, "Limits.max_params")
@@ -96,12 +134,14 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
 
 
 def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:
-    """Count the parameters on the meta device; refuse before a real build allocates them."""
-    count = count_parameters(plan)
-    if count > budget:
-        fail(f"{plan.name} has {count:,} parameters, over the limit of {budget:,} ({setting}; "
+    """Count parameters and buffers on the meta device; refuse before a real build allocates
+    them. Returns the parameter count."""
+    params, buffers = count_parameters(plan)
+    if params + buffers > budget:
+        what = f"{params:,} parameters" + (f" and {buffers:,} buffer elements" if buffers else "")
+        fail(f"{plan.name} has {what}, over the limit of {budget:,} ({setting}; "
              f"build on device=\"meta\" to inspect it)", plan.span)
-    return count
+    return params
 
 
 def _ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
@@ -130,6 +170,8 @@ def _raise_first(errors: list[NetDSLError]) -> None:
 
 def choose_model(unit: Unit, name: str | None) -> n.ModelDecl:
     """The model to compile: the one named, or the file's only ``model``."""
+    if name is not None and not isinstance(name, str):
+        raise UsageTypeError(f"model= takes a model's name (a str), got {type(name).__name__}")
     models = [m for m in unit.spec.models if m.kind == "model"]
     names = ", ".join(m.name.name for m in models)
     if name is not None:
@@ -211,6 +253,8 @@ def _sources(texts: Mapping[str, str]) -> Iterator[None]:
         raise NetDSLError("spec is nested too deeply to compile (an expression or a chain of "
                           "blocks thousands of levels deep)",
                           Span(path=where, line=1, column=1, end_line=1, end_column=2)) from None
+    except Usage:
+        raise
     except Exception as err:  # a bug in netdsl: still no traceback for the user's spec
         raise InternalError(f"internal error ({type(err).__name__}: {err}); please report it "
                             f"with the spec") from err
@@ -229,7 +273,7 @@ def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = Non
         with _opened(path, limits) as (loader, unit):
             sources = loader.sources
             registry = Registry.with_modules(modules)
-            budget = Budget(limits.max_steps)  # one for the file: a step limit per file
+            budget = work.current()  # one for the file: its declarations share it
             errors += _check_lets(unit, Checker(registry, limits, budget=budget))
             for decl in unit.spec.models:
                 if any(isinstance(e, LimitError) for e in errors):
@@ -268,6 +312,8 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLE
         if has_rules(plan):  # init rules are checked by applying them, on meta
             with torch.device("meta"):
                 build(plan)
+    except LimitError as err:  # the check stops here; what it found so far is reported too
+        return [*checker.errors, err]
     except NetDSLError as err:
         return err.errors
     return check_expectations(plan, trace, count)
@@ -324,7 +370,20 @@ def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None
     with _opened(path, limits) as (_, unit):
         plan = _ready_plan(unit, model, modules, limits, params)
         _check_params(plan, limits.max_params, "Limits.max_params")
+        _check_activations(plan, choose_model(unit, model), input_shape, limits)
         return run_probe(plan, input_shape, seed=seed, backward=backward)
+
+
+def _check_activations(plan: ModelPlan, decl: n.ModelDecl, input_shape: Sequence[int],
+                       limits: Limits) -> None:
+    """The probe's forward first runs on meta: what it would hold is known before it runs."""
+    trace = trace_shapes(plan, _given_inputs(plan, [input_shape], decl))
+    _raise_first(trace.errors)
+    if trace.activation_bytes > limits.max_activation_bytes:
+        fail(f"probing {plan.name} on {list(input_shape)} makes "
+             f"{trace.activation_bytes:,} bytes of activations, over the limit of "
+             f"{limits.max_activation_bytes:,} (Limits.max_activation_bytes, "
+             f"--max-activation-bytes)", plan.span)
 
 
 def init_report(path: PathLike, *, model: str | None = None,

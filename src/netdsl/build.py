@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import work
 from .errors import fail, first_line
 from .initialize import apply_rules
 from .plan import (
@@ -135,23 +136,35 @@ def has_rules(plan: Plan) -> bool:
     return any(isinstance(p, ModelPlan) and p.rules for p in walk_plans(plan))
 
 
-def count_parameters(plan: Plan) -> int:
-    """The parameters the plan builds, counted on the meta device without building it whole.
+def count_parameters(plan: Plan) -> tuple[int, int]:
+    """The parameters and buffer elements the plan builds, counted on the meta device without
+    building it whole.
 
     Every distinct layer call is constructed once on meta (so torch's constructor checks still
     run and are located), then counted as often as it occurs: a 10,000-layer stack of one layer
-    costs one construction. Containers and blocks hold no parameters of their own.
+    costs one construction. Containers and blocks hold no parameters of their own. The modules a
+    torch layer builds inside itself (a Transformer's layers) count against the module budget.
     """
-    sizes: dict[tuple[type, str], int] = {}
+    sizes: dict[tuple[type, str], tuple[int, int, int]] = {}
     # The module's own params and buffers: their sizes are known from the check.
-    total = sum(t.numel for p in walk_plans(plan) if isinstance(p, ModelPlan) for t in p.tensors)
+    tensors = [t for p in walk_plans(plan) if isinstance(p, ModelPlan) for t in p.tensors]
+    params = sum(t.numel for t in tensors if t.what == "param")
+    buffers = sum(t.numel for t in tensors if t.what != "param")
     with torch.device("meta"):
         # A tied parameter is one tensor: the target's own is replaced, so it is not counted.
-        total -= sum(_tied_numel(p, tie) for p in walk_plans(plan) if isinstance(p, ModelPlan)
-                     for tie in p.ties)
+        params -= sum(_tied_numel(p, tie) for p in walk_plans(plan) if isinstance(p, ModelPlan)
+                      for tie in p.ties)
         for layer in layers_of(plan):
             key = (layer.cls, layer.call_text())
             if key not in sizes:
-                sizes[key] = sum(p.numel() for p in build_layer(layer).parameters())
-            total += sizes[key]
-    return total
+                sizes[key] = _sizes(build_layer(layer))
+            inner, layer_params, layer_buffers = sizes[key]
+            work.count_modules(inner, layer.span)
+            params, buffers = params + layer_params, buffers + layer_buffers
+    return params, buffers
+
+
+def _sizes(module: nn.Module) -> tuple[int, int, int]:
+    """Submodules, parameter elements and buffer elements of one built layer."""
+    return (sum(1 for _ in module.modules()) - 1, sum(p.numel() for p in module.parameters()),
+            sum(b.numel() for b in module.buffers()))

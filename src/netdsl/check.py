@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import nodes as n
+from . import work
 from .body import run
 from .calls import plan_layer
 from .containers import attributes, plan_container
@@ -28,7 +29,8 @@ from .params import bind, signature_of
 from .plan import LayerPlan, Plan
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature, describe
-from .values import Budget, Env, LayerRef, World
+from .values import Env, LayerRef, World
+from .work import Budget
 
 _CONTAINERS = {"Sequential": "; write sequential { ... }", "ModuleList": "; write list [ ... ]",
                "ModuleDict": "; write dict { key: ... }"}
@@ -48,7 +50,6 @@ class Checker:
     errors: list[NetDSLError] = field(default_factory=list)
     stack: list[str] = field(default_factory=list)
     forwards: dict[tuple[str, str], Any] = field(default_factory=dict)
-    modules: int = 0  # modules planned so far, against Limits.max_modules
     seen: set[tuple[str, Span | None]] = field(default_factory=set)
     # Shared by the checks of one file, so that its declarations share one step budget.
     budget: Budget | None = None
@@ -56,7 +57,7 @@ class Checker:
 
     def __post_init__(self) -> None:
         if self.budget is None:
-            self.budget = Budget(self.limits.max_steps)
+            self.budget = work.current() or Budget.of(self.limits)
         self.world = World(self.registry, self.budget, evaluate, {**TORCH_DTYPES, **BUILTINS})
 
     def globals_env(self, unit: Unit) -> Env:
@@ -64,16 +65,13 @@ class Checker:
         return Env(globals=self.world.globals(unit))
 
     def count(self, n_modules: int, span: Span, *, reserve: bool = True) -> None:
-        """Count modules as they are planned; a repeat asks first, so a huge one fails at once.
+        """Count modules against the file's budget (see Budget.count_modules).
 
         Going over the limit ends the check (a LimitError is not collected): each module past it
         would otherwise be one more error.
         """
-        if reserve:
-            self.modules += n_modules
-        if self.modules + (0 if reserve else n_modules) > self.limits.max_modules:
-            raise LimitError(f"this builds more than {self.limits.max_modules:,} modules "
-                             f"(Limits.max_modules, netdsl check --max-modules)", span)
+        assert self.budget is not None
+        self.budget.count_modules(n_modules, span, reserve=reserve)
 
     @contextmanager
     def collect(self) -> Iterator[Outcome]:
@@ -87,6 +85,8 @@ class Checker:
             outcome.failed = True
             key = (err.message, err.span)
             if key not in self.seen:  # a set: thousands of errors must not cost n^2
+                assert self.budget is not None
+                self.budget.count_error(err.span)
                 self.seen.add(key)
                 self.errors.append(err)
 

@@ -21,6 +21,7 @@ from .config import ConfigError, custom_layers
 from .errors import NetDSLError, inert
 from .gain import NONLINEARITIES, measure
 from .limits import DEFAULT_LIMITS, Limits
+from .models import MAX_ELEMENTS
 from .plot import PlotUnavailable, plot_stds
 from .probe import render as render_probe
 from .summary import render
@@ -92,7 +93,7 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "gain", help="calculate_gain next to the gain measured on standard-normal samples")
     gain_cmd.add_argument("nonlinearity", choices=sorted(NONLINEARITIES))
     gain_cmd.add_argument("--param", type=float, help="the negative slope of leaky_relu")
-    gain_cmd.add_argument("--samples", type=int, default=10_000)
+    gain_cmd.add_argument("--samples", type=_samples, default=10_000)
     gain_cmd.add_argument("--seed", type=int)
     report_cmd = commands.add_parser(
         "init-report", help="which init rule (or torch default) set each parameter")
@@ -104,16 +105,24 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 _LIMIT_FLAGS = {"max_bytes": "spec size in bytes", "max_depth": "nesting depth",
+                "max_tokens": "tokens in one spec file",
                 "max_modules": "modules built", "max_params": "parameters on a real device",
                 "max_meta_params": "parameters described, on the meta device",
-                "max_steps": "steps of build-time evaluation (loops, functions)"}
+                "max_steps": "steps of work (evaluation, forward ops on sizes, init rules)",
+                "max_activation_bytes": "bytes of activations a probe may make",
+                "max_errors": "errors reported per file before the check stops",
+                "max_seconds": "seconds of one check or load"}
+MAX_SAMPLES = 10**8  # gain's samples: 400 MB of float32
+# Flags and shapes past this are typing mistakes, not settings; refused as usage errors.
+_MAX_FLAG = 2**62
 
 
 def _add_limits(command: argparse.ArgumentParser) -> None:
     group = command.add_argument_group("limits (see docs/security.md)")
     for name, what in _LIMIT_FLAGS.items():
         default = getattr(DEFAULT_LIMITS, name)
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_positive,
+        kind = _seconds if isinstance(default, float) else _positive
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
                            default=default, metavar="N", help=f"{what} (default {default:,})")
 
 
@@ -131,6 +140,25 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    if value > _MAX_FLAG:
+        raise argparse.ArgumentTypeError(f"must be at most 2**62: {text!r}")
+    return value
+
+
+def _samples(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,}: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < _MAX_FLAG:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
     return value
 
 
@@ -145,7 +173,15 @@ def _int_shape(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: use e.g. 16,256") from None
     if any(d < 0 for d in dims):
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: sizes are not negative")
+    for d in dims:
+        _size(d, text)
     return dims
+
+
+def _size(dim: int, text: str) -> int:
+    if dim > MAX_ELEMENTS:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: sizes are at most 2**48")
+    return dim
 
 
 def _shape(text: str) -> list[int | str]:
@@ -153,7 +189,7 @@ def _shape(text: str) -> list[int | str]:
     for part in text.split(","):
         part = part.strip()
         if part.isdigit():
-            dims.append(int(part))
+            dims.append(_size(int(part), text))
         elif part.isidentifier():
             dims.append(part)
         else:

@@ -7,6 +7,8 @@ by the source line and a caret under the offending span, the way compilers do.
 from __future__ import annotations
 
 import difflib
+import functools
+import itertools
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
@@ -58,7 +60,7 @@ class NetDSLError(Exception):
     def with_source(self, sources: Mapping[str, str]) -> NetDSLError:
         """Fill in the source line from the texts of the files involved (keyed by path)."""
         if self.span is not None and self.source_line is None and self.span.path in sources:
-            lines = sources[self.span.path].split("\n")  # lines as the parser counts them
+            lines = _lines(sources[self.span.path])
             if 0 < self.span.line <= len(lines):
                 self.source_line = lines[self.span.line - 1]
         return self
@@ -66,12 +68,13 @@ class NetDSLError(Exception):
     def render(self, severity: str | None = None) -> str:
         """``path:line:col: [severity: ]message`` plus the source line and a caret."""
         label = f"{severity}: " if severity else ""
+        message = _clip(printable(self.message))
         if self.span is None:
-            return f"{label}{self.message}"
-        head = f"{self.span}: {label}{self.message}"
+            return _no_command(f"{label}{message}")
+        head = _no_command(f"{printable(str(self.span))}: {label}{message}")
         if self.source_line is None:
             return head
-        return f"{head}\n{_caret_block(self.source_line, self.span)}"
+        return f"{head}\n{_caret_block(printable(self.source_line), self.span)}"
 
     def __str__(self) -> str:
         return self.render()
@@ -85,6 +88,19 @@ class InternalError(NetDSLError):
     """A bug in netdsl met while compiling a spec: reported like a spec error, never a traceback."""
 
 
+class Usage(Exception):
+    """A mistake in how netdsl's Python API was called (not in a spec): a plain TypeError or
+    ValueError for the caller, passed through untouched."""
+
+
+class UsageTypeError(Usage, TypeError):
+    pass
+
+
+class UsageValueError(Usage, ValueError):
+    pass
+
+
 class UnknownKeyError(NetDSLError, KeyError):
     """A forward indexed a ``dict`` block with a key it does not hold (raised at call time)."""
 
@@ -94,6 +110,34 @@ class UnknownKeyError(NetDSLError, KeyError):
 
 # Long lines (minified or hostile specs) are shown as a window around the error.
 _WINDOW = 120
+# A message quoting a huge literal is cut: the check's output stays proportional to its errors.
+MAX_MESSAGE = 1000
+
+
+@functools.lru_cache(maxsize=16)
+def _lines(text: str) -> list[str]:
+    """A file's lines as the parser counts them, split once for all its errors (a str caches
+    its hash, so the lookup does not rescan the text)."""
+    return text.split("\n")
+
+
+def printable(text: str) -> str:
+    """Control characters (line breaks, ESC, U+2028) escaped: one printed line stays one line, so
+    a spec cannot fake a line of the log. Tabs stay: the caret line expands them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in text)
+
+
+def _no_command(line: str) -> str:
+    """A line starting with "::" is a GitHub Actions workflow command."""
+    return ":\\:" + line[2:] if line.startswith("::") else line
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE:,} more characters)"
 
 
 def _caret_block(source_line: str, span: Span) -> str:
@@ -123,8 +167,7 @@ def inert(text: str) -> str:
     """One line of spec text made inert for terminals and CI logs: control characters (line
     breaks too) are escaped, and so is "::", which GitHub Actions reads as a workflow command.
     For names and keys printed in tables (summary, init-report, probe)."""
-    printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return printable.replace("::", ":\\:")
+    return printable(text).replace("::", ":\\:")
 
 
 def first_line(err: BaseException) -> str:
@@ -133,9 +176,19 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
+MAX_CANDIDATES = 500
+
+
+def _comparable(a: int, b: int) -> bool:
+    return 10 * min(a, b) >= 3 * (a + b)
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A ``"; did you mean 'x'?"`` suffix naming the closest candidate, or ``""``."""
-    pool = list(candidates)
+    # Only names of about the same length can be close (a ratio of 0.6 needs the shorter to be
+    # 3/7 of the longer), and at most a few hundred are compared: many errors stay linear.
+    pool = list(itertools.islice((c for c in candidates if _comparable(len(c), len(name))),
+                                 MAX_CANDIDATES))
     matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     if not matches:
         lowered = {c.lower(): c for c in pool}

@@ -130,9 +130,15 @@ class Loader:
         if ".." in PurePosixPath(raw.replace("\\", "/")).parts:
             fail(f"import path '{raw}' may not use '..'", imp.path_span)
         target = base / raw
-        if not target.resolve().is_relative_to(self.root.resolve()):
+        try:  # a symlink loop, a name past the file system's 255 bytes
+            inside = target.resolve().is_relative_to(self.root.resolve())
+            exists = target.is_file()
+        except (OSError, RuntimeError, ValueError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "a symlink loop"
+            fail(f"cannot import '{raw}': {reason.lower()}", imp.path_span)
+        if not inside:
             fail(f"import path '{raw}' leaves the spec's directory", imp.path_span)
-        if not target.is_file():
+        if not exists:
             fail(f"cannot import '{raw}': no such file", imp.path_span)
         return target
 

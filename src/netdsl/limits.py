@@ -22,16 +22,22 @@ from .errors import Span, fail
 class Limits:
     max_bytes: int = 1 << 20  # 1 MiB of spec text
     max_depth: int = 100  # nested brackets and blocks
+    max_tokens: int = 400_000  # what the parser reads: its time and memory grow with it
     max_modules: int = 100_000  # layers and containers built
     max_params: int = 10**9  # parameters allocated on a real device
     max_meta_params: int = 10**13  # parameters described, for checks on the meta device
-    max_steps: int = 1_000_000  # build-time evaluation: expressions, iterations, calls, bits
+    max_activation_bytes: int = 1 << 32  # what probe's real forward may make (4 GiB)
+    max_steps: int = 1_000_000  # work: expressions, iterations, calls, bits, forward ops, rules
+    max_errors: int = 100  # errors one check of a file reports before it stops
+    max_seconds: float = 30.0  # wall time of one check or load, from opening the spec
 
 
 DEFAULT_LIMITS = Limits()
 
-# What the depth scan needs to see: brackets, and what can hide brackets (comments, strings).
-_TOKENS = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[(\[{]|[)\]}]|\n""")
+# What the scan needs to see: brackets, what can hide brackets (comments, strings), and every
+# other token, roughly as the lexer splits them (words and numbers, two-character operators).
+_TOKENS = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[(\[{]|[)\]}]|\n"""
+                     r"""|[\w.]+|->|\*\*|//|[=!<>]=|[^\s\w]""")
 
 
 def check_size(size: int, limits: Limits, path: str) -> None:
@@ -41,22 +47,31 @@ def check_size(size: int, limits: Limits, path: str) -> None:
 
 
 def check_depth(text: str, limits: Limits, path: str) -> None:
-    """Fail at the first bracket that nests deeper than the limit; linear in the text."""
-    depth, line, line_start = 0, 1, 0
+    """Fail at the first bracket that nests deeper than the limit, or at the token past
+    Limits.max_tokens; linear in the text. The parser's time and memory grow with the tokens
+    (about 40 us and 2.8 KB each): this bounds them before it starts."""
+    depth, line, line_start, tokens = 0, 1, 0, 0
     for match in _TOKENS.finditer(text):
         token = match.group()
         if token == "\n":
             line, line_start = line + 1, match.end()
-        elif token in "([{":
+            continue
+        tokens += 1
+        if tokens > limits.max_tokens:
+            _fail_at(f"spec has more than {limits.max_tokens:,} tokens (Limits.max_tokens, "
+                     f"netdsl check --max-tokens)", path, line, match.start() - line_start + 1)
+        if token in "([{":
             depth += 1
             if depth > limits.max_depth:
-                column = match.start() - line_start + 1
-                fail(f"nesting deeper than {limits.max_depth} levels (Limits.max_depth, "
-                     f"netdsl check --max-depth)",
-                     Span(path=path, line=line, column=column, end_line=line,
-                          end_column=column + 1))
+                _fail_at(f"nesting deeper than {limits.max_depth} levels (Limits.max_depth, "
+                         f"netdsl check --max-depth)", path, line, match.start() - line_start + 1)
         elif token in ")]}":
             depth = max(depth - 1, 0)
+
+
+def _fail_at(message: str, path: str, line: int, column: int) -> None:
+    fail(message, Span(path=path, line=line, column=column, end_line=line,
+                       end_column=column + 1))
 
 
 def _start(path: str) -> Span:

@@ -54,7 +54,7 @@ def _op(name: str, code: str, *params: str | tuple[str, object]) -> tuple[str, O
             built.append(kinds(param[1:], kinds.KEYWORD_ONLY))
         else:
             built.append(kinds(param, kinds.POSITIONAL_OR_KEYWORD))
-    return name, Op(code, Signature(f"{name}()", tuple(built)))
+    return name, Op(code, Signature(f"{name}()", tuple(p.replace(annotation=Any) for p in built)))
 
 
 OPS: dict[str, Op] = dict([
@@ -182,7 +182,8 @@ def _introspected(module: types.ModuleType, names: frozenset[str], prefix: str
 
 def _untyped(signature: Signature) -> Signature:
     """Arity and keywords only: a forward's arguments are code, their types torch's concern."""
-    params = tuple(p.replace(annotation=inspect.Parameter.empty) for p in signature.params)
+    # Any, not empty: an unannotated flag is not then read as a bool (see signatures._implied).
+    params = tuple(p.replace(annotation=Any) for p in signature.params)
     return Signature(signature.title, params, signature.reserved)
 
 

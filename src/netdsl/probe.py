@@ -86,7 +86,7 @@ def probe(plan: ModelPlan, input_shape: Sequence[int], *, seed: int | None = Non
         output = _forward(plan, model, x)
     analyse(result)
     if backward:
-        result.grads = _gradients(model, output)
+        result.grads = _gradients(plan, model, output)
     return result
 
 
@@ -174,8 +174,11 @@ def _growth(rows: list[Row]) -> float | None:
     return float((rows[-1].std / rows[0].std) ** (1 / (len(rows) - 1)))
 
 
-def _gradients(model: nn.Module, output: Any) -> list[GradRow]:
+def _gradients(plan: ModelPlan, model: nn.Module, output: Any) -> list[GradRow]:
     tensor = output[0] if isinstance(output, (tuple, list)) else output
+    if not (isinstance(tensor, torch.Tensor) and tensor.requires_grad):
+        fail(f"probe --backward: {plan.name}'s output does not depend on its parameters, so "
+             f"there is no gradient to measure", plan.span)
     tensor.sum().backward()
     return [GradRow(name, p.grad.std().item() if p.grad.numel() > 1 else 0.0,
                     p.grad.norm().item())

@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from .errors import NetDSLError
+from .errors import NetDSLError, UsageTypeError
 from .signatures import Signature
 
 # Spelled as `sequential`, `list` and `dict` blocks, or not layers at all.
@@ -103,6 +103,9 @@ class Registry:
 
     @classmethod
     def with_modules(cls, modules: Mapping[str, type[nn.Module]] | None) -> Registry:
+        if modules is not None and not isinstance(modules, Mapping):
+            raise UsageTypeError(f"modules= takes a mapping of layer names to nn.Module classes, "
+                            f"got {type(modules).__name__}")
         for name, module in (modules or {}).items():
             if not (isinstance(name, str) and name.isidentifier() and not name.startswith("_")):
                 raise NetDSLError(f"custom module name {name!r} is not a valid layer name")

@@ -143,7 +143,25 @@ def _target(rule: n.InitRule, env: Env) -> type[nn.Module] | n.ModelDecl | None:
     if isinstance(value.target, n.ModelDecl) and value.target.value is not None:
         fail(f"'{rule.target}' is declared as another module ({_declared(value.target)}); "
              f"select what it builds by that module's type or by path", rule.target_span)
+    if isinstance(value.target, n.ModelDecl):
+        _check_own_param(rule, value.target, env)
     return value.target
+
+
+def _check_own_param(rule: n.InitRule, decl: n.ModelDecl, env: Env) -> None:
+    """``Head.weight`` selects a block's own ``param weight``: without one it would match
+    nothing, silently (and a block named ``Linear`` hides torch's Linear from the rule)."""
+    if rule.param == "*" or rule.subpath:
+        return
+    own = {t.name.name for t in decl._all(n.TensorDecl) if t.what == "param"}
+    if rule.param in own:
+        return
+    hidden = env.globals.world.layers(rule.target) if env.globals is not None else None
+    shadow = (f"; the {decl.kind} hides torch's {rule.target} of the same name"
+              if hidden is not None else "")
+    fail(f"'{rule.target}' is the {decl.kind} declared at {decl.name.span}, which has no "
+         f"parameter '{rule.param}' of its own: select its children's by path below it "
+         f"({rule.target}.<child>.{rule.param}){shadow}", rule.target_span)
 
 
 def _declared(decl: n.ModelDecl) -> str:

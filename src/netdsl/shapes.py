@@ -22,10 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import work
 from .build import add_tensor, build_layer
 from .errors import NetDSLError, fail, first_line
+from .evaluate import arithmetic
 from .forward import TRACER, Site
 from .infer import InputDim, input_dim
+from .library import MAX_INT_BITS
 from .plan import (
     DictPlan,
     InputPlan,
@@ -44,6 +47,9 @@ from .registry import layer_signature
 # cannot be inferred, and a real width that happens to equal a sentinel is not mistaken for one.
 SENTINELS = (1009, 1013, 1019, 1021, 1031, 1033, 1039, 1049, 1051, 1061)
 SECOND_SENTINELS = (2003, 2011, 2017, 2027, 2029, 2039, 2053, 2063, 2069, 2081)
+# A layer's call on meta costs what a few dozen ops on sizes cost; counted so, a forward that
+# loops over a list inside loops over it runs out of steps in about a second.
+LAYER_CALL_STEPS = 10
 MAX_KEY_RUNS = 64  # forwards run once per combination of dict keys, up to this many
 
 
@@ -69,6 +75,7 @@ class Trace:
     second_pass: bool = False
     errors: list[NetDSLError] = field(default_factory=list)
     labels: dict[int, tuple[str, torch.Tensor]] = field(default_factory=dict)
+    activation_bytes: int = 0  # of every tensor the forward made, on meta
     # Output shapes of layers already run, by layer call and input: repeated layers (a
     # 10,000-layer stack) are run on meta once, not once each.
     memo: dict[tuple[Any, ...], tuple[tuple[int, ...], torch.dtype]] = field(
@@ -112,6 +119,8 @@ class Trace:
 
     def label(self, value: Any, text: str) -> None:
         if isinstance(value, torch.Tensor):
+            if id(value) not in self.labels:  # what a real run would hold, for probe's budget
+                self.activation_bytes += value.numel() * value.element_size()
             # Keep the last two steps: "features -> flatten" says enough. The tensor is kept
             # alive with its label, so that its id is not reused.
             self.labels[id(value)] = (" -> ".join(text.split(" -> ")[-2:]), value)
@@ -134,6 +143,26 @@ class Trace:
         return message
 
 
+def _recurrent(layer: nn.RNNBase, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """An RNN on one time step, its output widened back to the sequence's length.
+
+    On meta an RNN still loops over time in Python, once per layer and direction: a symbolic
+    sequence length of ~1000 (an unbatched ``[N, 4]`` input) would cost seconds per layer. No
+    output size but the time dimension's depends on the length, so one step tells the rest.
+    """
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+        return layer(*args, **kwargs)
+    time_dim = 1 if layer.batch_first and x.dim() == 3 else 0
+    steps = x.shape[time_dim]
+    if steps <= 1:
+        return layer(*args, **kwargs)
+    out, hidden = layer(x.narrow(time_dim, 0, 1), *args[1:], **kwargs)
+    shape = list(out.shape)
+    shape[time_dim] = steps
+    return torch.empty(shape, dtype=out.dtype, device=out.device), hidden
+
+
 class Probe(nn.Module):
     """Stands in for one layer during the shape pass."""
 
@@ -145,6 +174,7 @@ class Probe(nn.Module):
         self.path = ""
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        work.spend(LAYER_CALL_STEPS, self.plan.span)
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
         self._check_input_dim(args)
         key = self._memo_key(args, kwargs)
@@ -168,6 +198,8 @@ class Probe(nn.Module):
         if self.layer is None:
             self.layer = build_layer(self.plan)
         try:
+            if isinstance(self.layer, nn.RNNBase):
+                return _recurrent(self.layer, args, kwargs)
             return self.layer(*args, **kwargs)
         except NetDSLError:
             raise
@@ -331,22 +363,42 @@ def _bound_hint(trace: Trace, *values: torch.Tensor) -> str:
             "most a size, declare it so, as in input idx: [B, T <= block_size]")
 
 
+_NUMBER_OPS = {"+", "-", "*", "/", "//", "%", "**"}
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _site_call(trace: Trace, site: Site, func: Callable[..., Any], args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except NetDSLError:
+        raise
+    except Exception as err:
+        if site.label == "assert":  # the spec's own message
+            fail(trace.names(first_line(err)), site.span)
+        shown = [a for a in args if isinstance(a, (torch.Tensor, list))] or list(args)
+        received = trace.names(trace.described(shown))
+        fail(f"{site.label} cannot take its inputs ({received}): "
+             f"{trace.names(first_line(err))}", site.span)
+
+
 @contextmanager
 def _tracing(trace: Trace) -> Iterator[None]:
     def at(site: Site, func: Callable[..., Any], args: tuple[Any, ...],
            kwargs: dict[str, Any]) -> Any:
+        work.spend(1, site.span)  # a forward's loops run their bodies' ops: each op is a step
         _check_broadcast(trace, site, args)
-        try:
-            out = func(*args, **kwargs)
-        except NetDSLError:
-            raise
-        except Exception as err:
-            if site.label == "assert":  # the spec's own message
-                fail(trace.names(first_line(err)), site.span)
-            shown = [a for a in args if isinstance(a, (torch.Tensor, list))] or list(args)
-            received = trace.names(trace.described(shown))
-            fail(f"{site.label} cannot take its inputs ({received}): "
-                 f"{trace.names(first_line(err))}", site.span)
+        if site.label in _NUMBER_OPS and len(args) == 2 and all(map(_is_size, args)):
+            # Sizes are Python numbers: bounded as constants are, before Python computes
+            # x.shape[1] ** 10 ** 12.
+            out = arithmetic(site.label, args[0], args[1], site.span, work.current())
+        else:
+            out = _site_call(trace, site, func, args, kwargs)
+        if isinstance(out, int) and out.bit_length() > MAX_INT_BITS:
+            fail("arithmetic error: result is too large", site.span)
         source = trace.source(args)
         trace.label(out, f"{source} -> {site.label}" if source else site.label)
         return out
@@ -461,8 +513,9 @@ def _argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, A
         keys = plan.key_args.get(item.name)
         neutral = {"str": "", "int": 1, "float": 1.0, "bool": True}[item.type_name]
         choices.append([(item.name, k) for k in keys] if keys else [(item.name, neutral)])
-    runs = [dict(combo) for combo in itertools.product(*choices)]
-    return runs[:MAX_KEY_RUNS]
+    # islice: the combinations grow as a product (30 two-key inputs: 2**30), only the first few
+    # are ever run.
+    return [dict(combo) for combo in itertools.islice(itertools.product(*choices), MAX_KEY_RUNS)]
 
 
 def _report_uninferred(plan: Plan, trace: Trace, has_inputs: bool) -> None:

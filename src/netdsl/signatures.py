@@ -116,14 +116,23 @@ class Signature:
                 fail(f"{self.title} argument '{param.name}' expects "
                      f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
             return
-        adapter = _adapter(param.annotation)
+        annotation = _implied(param)
+        adapter = _adapter(annotation)
         if adapter is None:
             return
         try:
             adapter.validate_python(arg.value, strict=True)
         except ValidationError:
             fail(f"{self.title} argument '{param.name}' expects "
-                 f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
+                 f"{type_name(annotation)}, got {describe(arg.value)}", arg.span)
+
+
+def _implied(param: inspect.Parameter) -> Any:
+    """The annotation, or for an unannotated flag (MultiheadAttention's ``bias=True``) ``bool``:
+    ``bias=0`` is a mistake there as much as where torch annotates it."""
+    if param.annotation is inspect.Parameter.empty and isinstance(param.default, bool):
+        return bool
+    return param.annotation
 
 
 def _takes_module(annotation: Any, module_class: type) -> bool:

@@ -9,14 +9,15 @@ file-level ``def``). An :class:`Env` holds one body's names over its file's glob
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from . import nodes as n
-from .errors import LimitError, Span, fail
+from .errors import Span, fail
 from .signatures import Arg
+from .work import Budget
 
 if TYPE_CHECKING:
     from .imports import Unit
@@ -87,28 +88,6 @@ class FunctionRef:
 
     def __repr__(self) -> str:
         return f"{self.name}()"
-
-
-@dataclass
-class Budget:
-    """Steps of constant evaluation (expressions, loop iterations, calls) left to one check.
-
-    A spec's loops and functions could otherwise make a small file run for hours: every step
-    counts, and a loop longer than what is left is refused before it starts.
-    """
-
-    limit: int
-    steps: int = 0
-    active: list[str] = field(default_factory=list)  # functions being called, innermost last
-
-    def spend(self, steps: int, span: Span | None) -> None:
-        self.steps += steps
-        if self.steps > self.limit:
-            raise LimitError(f"this spec takes more than {self.limit:,} steps to evaluate "
-                             f"(Limits.max_steps, netdsl check --max-steps)", span)
-
-    def left(self) -> int:
-        return self.limit - self.steps
 
 
 class World:
