@@ -28,6 +28,12 @@ the row says otherwise):
      bytes, under the size limit with the default limits, so the depth scan fires.
    (At a depth of a few levels both texts are valid specs.)
 
+5. the denial-of-service lines of issue 10 (``dos_specs.py``: forward arithmetic on sizes, forward
+   loops, ``round``, string inputs, recurrent layers on a symbolic sequence, module, error, rule,
+   literal, token, buffer, activation and init-loop budgets): each must end within the default
+   work budget with its expected located error, or be valid; their stderr may hold up to 100
+   errors (64 KiB).
+
 Each row is also shown net of the baseline (its median minus the baseline's median), with the
 limit that fired as read from the first line of stderr (size, depth, syntax; valid for exit 0).
 A run that exceeds ``--timeout`` seconds or ``--max-rss-mb`` of RSS is killed and reported.
@@ -245,7 +251,8 @@ def fired(row: Row) -> str:
                          ("syntax error", "syntax"), ("steps to evaluate", "steps"),
                          ("seconds to check", "time"), ("modules (Limits", "modules"),
                          ("too large", "bits"), ("ndigits", "bits"), ("tokens (Limits", "tokens"),
-                         ("buffer elements", "params"), ("of activations", "bytes")):
+                         ("buffer elements", "params"), ("of activations", "bytes"),
+                         ("unknown layer", "errors"), ("more characters)", "clipped")):
         if needle in row.stderr_head:
             return name
     return "?"

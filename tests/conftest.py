@@ -9,5 +9,5 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "fuzz: property and mutation fuzzing; NETDSL_FUZZ_EXAMPLES=20000 pytest -m fuzz runs the "
-        "long version (default 1000 cases each)",
+        "long version (default 2000 cases each)",
     )

@@ -4,7 +4,7 @@ Specs are data from pull requests and model hubs. Whatever a spec holds, netdsl 
 or raises a NetDSLError that is not an InternalError (a bug in netdsl); nothing else escapes: no
 RecursionError, no traceback, no hang, no unbounded allocation, no way to reach Python.
 
-The fuzz tests (``-m fuzz``) run 1,000 cases each by default; the long run is
+The fuzz tests (``-m fuzz``) run 2,000 cases each by default; the long run is
 ``NETDSL_FUZZ_EXAMPLES=20000 pytest -m fuzz -s tests/test_hardening.py`` (``-s`` shows the
 statistics: acceptance rate, outcomes, slowest case). ``NETDSL_FUZZ_SEED=n`` draws other cases
 (the default run is derandomized, so CI always sees the same ones).
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = ROOT / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.rglob("*.net"))
 
-FUZZ_EXAMPLES = int(os.environ.get("NETDSL_FUZZ_EXAMPLES", "1000"))
+FUZZ_EXAMPLES = int(os.environ.get("NETDSL_FUZZ_EXAMPLES", "2000"))
 FUZZ_SEED = os.environ.get("NETDSL_FUZZ_SEED")
 # Fuzzed specs may ask for anything; these bounds keep one case cheap (the defaults allow
 # 10^9 parameters and 100,000 modules, which a mutant of alexnet.net can reach).

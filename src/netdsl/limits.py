@@ -29,7 +29,7 @@ class Limits:
     max_activation_bytes: int = 1 << 32  # what probe's real forward may make (4 GiB)
     max_steps: int = 1_000_000  # work: expressions, iterations, calls, bits, forward ops, rules
     max_errors: int = 100  # errors one check of a file reports before it stops
-    max_seconds: float = 30.0  # wall time of one check or load, from opening the spec
+    max_seconds: float = 60.0  # wall time of one check or load, from opening the spec
 
 
 DEFAULT_LIMITS = Limits()
