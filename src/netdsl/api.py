@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import nodes as n
-from . import provenance, work
+from . import pickling, provenance, work
 from .build import build, count_parameters, has_rules
 from .check import Checker
 from .errors import (
@@ -73,8 +73,9 @@ def load(path: PathLike, *, model: str | None = None, device: str | torch.device
     allocates nothing); ``modules`` adds custom layers by name; ``limits`` bounds what the spec
     may ask for; ``params`` override the model's parameters.
     """
-    with _opened(path, limits) as (_, unit):
-        return _compile(unit, model, device, modules, limits, params)
+    with _opened(path, limits) as (loader, unit):
+        made = pickling.recipe(loader.sources, str(path), "", model, params, modules, limits)
+        return _compile(unit, model, device, modules, limits, params, made)
 
 
 def loads(text: str, *, path: str = "<string>", model: str | None = None,
@@ -82,8 +83,9 @@ def loads(text: str, *, path: str = "<string>", model: str | None = None,
           modules: Mapping[str, type[nn.Module]] | None = None,
           limits: Limits = DEFAULT_LIMITS, **params: Any) -> nn.Module:
     """Like :func:`load`, from text; imports resolve against the current directory."""
-    with _opened(None, limits, text=text, name=path) as (_, unit):
-        return _compile(unit, model, device, modules, limits, params)
+    with _opened(None, limits, text=text, name=path) as (loader, unit):
+        made = pickling.recipe(loader.sources, None, path, model, params, modules, limits)
+        return _compile(unit, model, device, modules, limits, params, made)
 
 
 @contextlib.contextmanager
@@ -124,13 +126,32 @@ def _device(device: str | torch.device | None) -> torch.device | None:
 
 def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
-             params: Mapping[str, Any]) -> nn.Module:
+             params: Mapping[str, Any], made: pickling.Recipe) -> nn.Module:
     device = _device(device)
     plan = _ready_plan(unit, model, modules, limits, params)
     if device is None or torch.device(device).type != "meta":
         _check_params(plan, limits.max_params, "Limits.max_params")
+    classes: dict[Any, type[nn.Module]] = {}
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        return build(plan)
+        module = build(plan, classes)
+    pickling.register(made, list(classes.values()))
+    return module
+
+
+def rebuild_classes(made: pickling.Recipe) -> list[type[nn.Module]]:
+    """The classes of a recipe's compile, made again from its texts on meta (for a pickle)."""
+    texts = dict(made.sources)
+    with _sources(texts), work.session(made.limits):
+        loader = Loader(Path.cwd(), made.limits, texts=texts)
+        if made.path is not None:
+            unit = loader.load_file(Path(made.path))
+        else:
+            unit = loader.load_text(texts[made.name], made.name)
+        plan = _ready_plan(unit, made.model, dict(made.modules), made.limits, dict(made.params))
+        classes: dict[Any, type[nn.Module]] = {}
+        with torch.device("meta"):
+            build(plan, classes)
+    return list(classes.values())
 
 
 def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:

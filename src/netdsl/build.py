@@ -17,6 +17,7 @@ from torch import nn
 from . import work
 from .errors import fail, first_line
 from .initialize import apply_rules
+from .pickling import GeneratedModule
 from .plan import (
     DictPlan,
     LayerPlan,
@@ -74,7 +75,7 @@ def build_sequential(plan: SequentialPlan, classes: dict[_ClassKey, type[nn.Modu
 def build_model(plan: ModelPlan, classes: dict[_ClassKey, type[nn.Module]]) -> nn.Module:
     key = (plan.name, plan.forward, id(plan.decl))
     if key not in classes:
-        classes[key] = type(plan.name, (nn.Module,), {
+        classes[key] = type(plan.name, (GeneratedModule,), {
             **plan.namespace(), "__module__": "netdsl.generated", "__qualname__": plan.name,
             # Init rules select a block's instances by the declaration that made them.
             "_netdsl_decl": plan.decl,

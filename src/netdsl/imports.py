@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -88,6 +89,8 @@ class Loader:
     limits: Limits = DEFAULT_LIMITS
     units: dict[Path, Unit] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    # The files' texts as an earlier load read them (a pickle's recipe): nothing is read from disk.
+    texts: Mapping[str, str] | None = None
 
     def load_text(self, text: str, path: str, stack: tuple[Path, ...] = ()) -> Unit:
         self.sources[path] = text
@@ -103,7 +106,7 @@ class Loader:
     def load_file(self, path: Path, stack: tuple[Path, ...] = ()) -> Unit:
         resolved = path.resolve()
         if resolved not in self.units:
-            text = read_spec(path, self.limits)
+            text = read_spec(path, self.limits) if self.texts is None else self.texts[str(path)]
             self.units[resolved] = self.load_text(text, str(path), (*stack, resolved))
         return self.units[resolved]
 
@@ -130,6 +133,8 @@ class Loader:
         if ".." in PurePosixPath(raw.replace("\\", "/")).parts:
             fail(f"import path '{raw}' may not use '..'", imp.path_span)
         target = base / raw
+        if self.texts is not None:  # checked when the texts were first loaded
+            return target
         try:  # a symlink loop, a name past the file system's 255 bytes
             inside = target.resolve().is_relative_to(self.root.resolve())
             exists = target.is_file()
