@@ -132,6 +132,9 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
     if device is None or torch.device(device).type != "meta":
         _check_params(plan, limits.max_params, "Limits.max_params")
     classes: dict[Any, type[nn.Module]] = {}
+    budget = work.current()
+    if budget is not None and (device is None or device.type != "meta"):
+        budget.stop_clock()
     with torch.device(device) if device is not None else contextlib.nullcontext():
         module = build(plan, classes)
     pickling.register(made, list(classes.values()))
