@@ -45,7 +45,7 @@ def test_model_choice() -> None:
     with pytest.raises(netdsl.NetDSLError) as info:
         netdsl.loads(TWO_MODELS)
     assert str(info.value) == ("<string>: declares several models (Small, Large); choose one "
-                               "with model=")
+                               "with model= (--model on the command line)")
     with pytest.raises(netdsl.NetDSLError, match="no model 'Larg'; did you mean 'Large'"):
         netdsl.loads(TWO_MODELS, model="Larg")
 
@@ -79,9 +79,9 @@ def test_error_attributes() -> None:
     with pytest.raises(netdsl.NetDSLError) as info:
         netdsl.loads("model M {\n  fc = Linear(4, 2\n}", path="spec.net")
     err = info.value
-    assert (err.path, err.line, err.column) == ("spec.net", 3, 1)
-    assert str(err) == ("spec.net:3:1: syntax error: unexpected '}'; expected one of ')', ',', "
-                        "'->'\n    }\n    ^")
+    assert (err.path, err.line, err.column) == ("spec.net", 2, 14)
+    assert str(err) == ("spec.net:2:14: syntax error: '(' is not closed: its ')' is missing\n"
+                        "      fc = Linear(4, 2\n                 ^")
 
 
 # ------------------------------------------------------------------ imports

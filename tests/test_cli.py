@@ -40,14 +40,16 @@ def test_json_format(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Mon
     monkeypatch.chdir(ERRORS)
     assert main(["check", "--format", "json", "unknown_layer.net"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report == {"checked": 1, "errors": [{
-        "path": "unknown_layer.net", "line": 2, "column": 12,
+    assert report == {"checked": 1, "valid": 0, "invalid": 1, "diagnostics": [{
+        "path": "unknown_layer.net", "line": 2, "column": 12, "end_line": 2, "end_column": 18,
+        "severity": "error", "code": "NDL002",
         "message": "unknown layer 'Conv2D'; did you mean 'Conv2d'?"}]}
 
 
 def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "no/such/file.net"]) == 2
-    assert capsys.readouterr().err == "netdsl: error: no/such/file.net: no such file\n"
+    assert capsys.readouterr().err == ("netdsl: error: no/such/file.net: no such file\n"
+                                       "netdsl: 0 valid, 1 missing\n")
 
 
 def test_bad_flag_is_a_usage_error() -> None:
@@ -76,12 +78,18 @@ def test_odd_files_are_reported_not_raised(tmp_path: Path, content: bytes, messa
 def test_empty_file_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty.net").write_text("")
     assert main(["check", str(tmp_path / "empty.net")]) == 0
+    assert capsys.readouterr().err == (
+        f"{tmp_path / 'empty.net'}:1:1: note[NDL202]: declares no model or block: nothing to "
+        "check\n"
+        "    \n"
+        "    ^\n"
+        "netdsl: 1 valid (1 note)\n")
 
 
 def test_directory_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path}: is a directory, not a spec file")
+    assert err.startswith(f"error[NDL013]: {tmp_path}: is a directory, not a spec file")
 
 
 def test_control_characters_are_escaped(tmp_path: Path,

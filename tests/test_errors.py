@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
-from netdsl.api import check
+from netdsl.api import check, diagnose
 
 CASES = Path(__file__).parent / "cases" / "errors"
 
@@ -41,3 +41,25 @@ def test_load_raises_the_first_error_with_all_attached(monkeypatch: pytest.Monke
         "            ^^^^"
     )
     assert [(e.line, e.column) for e in err.errors] == [(5, 9), (6, 19), (8, 32), (9, 35)]
+
+
+WARNING_CASES = Path(__file__).parent / "cases" / "warnings"
+
+
+def _diagnostics(case: Path) -> str:
+    return "\n".join(d.render(d.severity) for d in diagnose(Path(case.name))) + "\n"
+
+
+@pytest.mark.parametrize("case", sorted(WARNING_CASES.glob("*.net")), ids=lambda p: p.stem)
+def test_warning_case(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Specs that build but are probably not meant so, and what a check cannot cover: each
+    case's warnings and notes (and any errors), exactly."""
+    monkeypatch.chdir(WARNING_CASES)
+    rendered = _diagnostics(case)
+    assert "warning[" in rendered or "note[" in rendered, f"{case.name} should warn"
+    assert rendered == case.with_suffix(".expected").read_text(encoding="utf-8")
+
+
+def test_every_warning_case_has_expected_output() -> None:
+    cases = {p.stem for p in WARNING_CASES.glob("*.net")}
+    assert cases == {p.stem for p in WARNING_CASES.glob("*.expected")}

@@ -832,9 +832,10 @@ def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(NetDSLError) as info:
         netdsl.load("gone.net")
     assert info.value.message == "gone.net: cannot read: No such file or directory"
-    assert run_cli("check", "gone.net") == (2, "netdsl: error: gone.net: no such file\n")
+    assert run_cli("check", "gone.net") == (
+        2, "netdsl: error: gone.net: no such file\nnetdsl: 0 valid, 1 missing\n")
     assert run_cli("check", "gone.net", str(EXAMPLES_DIR / "lenet.net")) == (
-        2, "netdsl: error: gone.net: no such file\n")
+        2, "netdsl: error: gone.net: no such file\nnetdsl: 1 valid, 1 missing\n")
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -860,7 +861,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert_clean(info.value)
     assert info.value.message == message
     code, stderr = run_cli("check", str(path))
-    assert (code, stderr) == (1, f"error: {message}\nnetdsl: 0 valid, 1 invalid\n")
+    assert (code, stderr) == (1, f"error[NDL013]: {message}\nnetdsl: 0 valid, 1 invalid\n")
 
 
 def test_100000_nested_blocks() -> None:
@@ -1002,21 +1003,24 @@ def test_max_meta_params(tmp_path: Path) -> None:
         netdsl.summary(path, limits=Limits(max_meta_params=109))
 
 
-@pytest.mark.parametrize(("spec", "flag", "ok", "message"), [
-    ("model M { a = ReLU() }\n", "--max-bytes", "23",
-     "m.net:1:1: error: spec is 23 bytes, over the limit of 22 (Limits.max_bytes, netdsl check "
-     "--max-bytes)"),  # refused before reading: no source line
-    ("model M { a = Linear(((((1)))), 2) }\n", "--max-depth", "6",
-     "m.net:1:25: error: nesting deeper than 5 levels (Limits.max_depth, netdsl check "
-     "--max-depth)\n    model M { a = Linear(((((1)))), 2) }\n                            ^"),
-    ("model M { s = sequential { ReLU() for i in range(3) } }\n", "--max-modules", "4",
-     "m.net:1:28: error: this builds more than 3 modules (Limits.max_modules, netdsl check "
-     "--max-modules)\n    model M { s = sequential { ReLU() for i in range(3) } }\n"
-     "                               ^^^^^^^^^^^^^^^^^^^^^^^^"),
-    ("model M { a = Linear(10, 10) }\n", "--max-meta-params", "110",
-     'm.net:1:1: error: M has 110 parameters, over the limit of 109 (Limits.max_meta_params; '
-     'build on device="meta" to inspect it)\n    model M { a = Linear(10, 10) }\n'
-     "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"),
+@pytest.mark.parametrize(("spec", "flag", "ok", "message"), [  # inputs declared: no NDL203 note
+    ("model M { input x: [N, 2] a = ReLU() }\n", "--max-bytes", "39",
+     "m.net:1:1: error[NDL012]: spec is 39 bytes, over the limit of 38 (Limits.max_bytes, netdsl "
+     "check --max-bytes)"),  # refused before reading: no source line
+    ("model M { input x: [N, 1] a = Linear(((((1)))), 2) }\n", "--max-depth", "6",
+     "m.net:1:41: error[NDL012]: nesting deeper than 5 levels (Limits.max_depth, netdsl check "
+     "--max-depth)\n    model M { input x: [N, 1] a = Linear(((((1)))), 2) }\n"
+     "                                            ^"),
+    ("model M { input x: [N, 2] s = sequential { ReLU() for i in range(3) } }\n",
+     "--max-modules", "4",
+     "m.net:1:44: error[NDL012]: this builds more than 3 modules (Limits.max_modules, netdsl check "
+     "--max-modules)\n    model M { input x: [N, 2] s = sequential { ReLU() for i in range(3) } }\n"
+     "                                               ^^^^^^^^^^^^^^^^^^^^^^^^"),
+    ("model M { input x: [N, 10] a = Linear(10, 10) }\n", "--max-meta-params", "110",
+     'm.net:1:1: error[NDL012]: M has 110 parameters, over the limit of 109 '
+     '(Limits.max_meta_params; build on device="meta" to inspect it)\n'
+     "    model M { input x: [N, 10] a = Linear(10, 10) }\n"
+     "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^"),
 ])
 def test_limits_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str,
                              flag: str, ok: str, message: str) -> None:
@@ -1032,13 +1036,14 @@ def test_max_params_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     """--max-params bounds real builds (netdsl probe); netdsl check builds on meta only, where
     --max-meta-params applies."""
     monkeypatch.chdir(tmp_path)
-    Path("m.net").write_text("model M { a = Linear(10, 10) }\n", encoding="utf-8")
+    Path("m.net").write_text("model M { input x: [N, 10] a = Linear(10, 10) }\n",
+                             encoding="utf-8")
     assert run_cli("probe", "m.net", "--input", "2,10", "--max-params", "110") == (0, "")
     assert run_cli("probe", "m.net", "--input", "2,10", "--max-params", "109") == (1, (
-        'm.net:1:1: error: M has 110 parameters, over the limit of 109 (Limits.max_params; '
-        'build on device="meta" to inspect it)\n'
-        "    model M { a = Linear(10, 10) }\n"
-        "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"))
+        'm.net:1:1: error[NDL012]: M has 110 parameters, over the limit of 109 '
+        '(Limits.max_params; build on device="meta" to inspect it)\n'
+        "    model M { input x: [N, 10] a = Linear(10, 10) }\n"
+        "    ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"))
     assert run_cli("check", "m.net", "--max-params", "109") == (0, "netdsl: 1 valid\n")
 
 
@@ -1079,7 +1084,7 @@ def test_a_trillion_parameters_are_refused_before_allocation() -> None:
     ("model M { x = MyBlock(3) }", "unknown layer 'MyBlock'", 15),
     ("model M { x = torch.nn.Linear(1, 2) }",
      "syntax error: layer names are torch.nn class names without a prefix: write "
-     "'Conv2d(...)', not 'nn.Conv2d(...)'", 20),
+     "'Linear(...)', not 'torch.nn.Linear(...)'", 15),
     ('model M { x = Linear(1, 2) forward(y) = os.system("touch canary") }',
      "undefined name 'os' in forward; did you mean 'cos'?", 41),
     ('model M { x = Linear(1, 2) forward(y) = open("canary", "w") }',
@@ -1089,11 +1094,11 @@ def test_a_trillion_parameters_are_refused_before_allocation() -> None:
     ('model M { x = Linear(1, 2) forward(y) = eval("y") }',
      "undefined name 'eval' in forward; did you mean 'real'?", 41),
     ("model M { x = Linear(1, 2) forward(y) = torch.relu(y) }",
-     "'torch' is not a name in a spec: torch's functions are called by their own names "
-     "(relu(x), not torch.relu(x))", 41),
+     "syntax error: torch functions are called by their own names, without a prefix: write "
+     "'relu(y)', not 'torch.relu(y)'", 41),
     ("model M { x = Linear(1, 2) forward(y) = F.relu(y) }",
-     "'F' is not a name in a spec: torch's functions are called by their own names "
-     "(relu(x), not F.relu(x))", 41),
+     "syntax error: torch functions are called by their own names, without a prefix: write "
+     "'relu(y)', not 'F.relu(y)'", 41),
     ("model M { x = Linear(1, 2) forward(y) = y.__class__.__mro__ }",
      "syntax error: unexpected character '_'", 43),
     ("model M { x = Linear(1, 2) forward(y) = x.__dict__ }",
@@ -1249,11 +1254,11 @@ def test_cli_escapes_control_characters_and_workflow_commands(
     Path("b.net").write_text("model M {\n    b = Bad\x1b[2J()\n}\n", encoding="utf-8")
     code, stderr = run_cli("check", "a.net", "b.net")
     assert (code, stderr) == (1, (
-        "a.net:2:16: error: Linear() argument 'in_features' expects int, got str "
+        "a.net:2:16: error[NDL005]: Linear() argument 'in_features' expects int, got str "
         "('\\x1b[31m:\\:error:\\:pwned\\x07')\n"
         '        a = Linear("\\x1b[31m:\\:error:\\:pwned\\x07", 2)  # \\x1b]0;title\\x07\n'
         "                   ^^^^^^^^^^^^^^^^^^^^^^\n"  # as wide as the raw token
-        "b.net:2:12: error: syntax error: unexpected character '\\x1b'\n"
+        "b.net:2:12: error[NDL001]: syntax error: unexpected character '\\x1b'\n"
         "        b = Bad\\x1b[2J()\n"
         "               ^\n"
         "netdsl: 0 valid, 2 invalid\n"))
@@ -1266,7 +1271,8 @@ def test_cli_escapes_a_workflow_command_in_a_string(tmp_path: Path,
     Path("wf.net").write_text('model M {\n    a = Dropout("::error::x")\n}\n', encoding="utf-8")
     code, stderr = run_cli("check", "wf.net")
     assert (code, stderr) == (1, (
-        "wf.net:2:17: error: Dropout() argument 'p' expects float, got str (':\\:error:\\:x')\n"
+        "wf.net:2:17: error[NDL005]: Dropout() argument 'p' expects float, got str "
+        "(':\\:error:\\:x')\n"
         '        a = Dropout(":\\:error:\\:x")\n'
         "                    ^^^^^^^^^^^^\n"
         "netdsl: 0 valid, 1 invalid\n"))
@@ -1287,7 +1293,7 @@ def test_source_line_is_the_line_of_the_location(tmp_path: Path,
     assert errors[0].source_line == "    b = Bad()"
     code, stderr = run_cli("check", "sep.net")
     assert (code, stderr) == (1, (
-        "sep.net:2:9: error: unknown layer 'Bad'\n"
+        "sep.net:2:9: error[NDL002]: unknown layer 'Bad'\n"
         "        b = Bad()\n"
         "            ^^^\n"
         "netdsl: 0 valid, 1 invalid\n"))
@@ -1299,7 +1305,8 @@ def test_cli_escapes_a_missing_file_name(tmp_path: Path,
     code, stderr = run_cli("check", "no\x1b[2Jsuch\n::error::x.net")
     assert code == 2
     assert_log_safe(stderr)
-    assert stderr == "netdsl: error: no\\x1b[2Jsuch\n:\\:error:\\:x.net: no such file\n"
+    assert stderr == ("netdsl: error: no\\x1b[2Jsuch\n:\\:error:\\:x.net: no such file\n"
+                      "netdsl: 0 valid, 1 missing\n")
 
 
 # ------------------------------------------------------------------ d. build-time logic
@@ -1341,7 +1348,7 @@ def test_max_steps_is_for_the_whole_file(tmp_path: Path) -> None:
 
 def test_max_steps_from_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    Path("m.net").write_text("let X = [0] * 500\nmodel M { fc = Linear(2, 2) }\n",
+    Path("m.net").write_text("let X = [0] * 500\nmodel M { input x: [N, 2] fc = Linear(2, 2) }\n",
                              encoding="utf-8")
     assert run_cli("check", "--max-steps", "1000", "m.net") == (0, "netdsl: 1 valid\n")
     code, stderr = run_cli("check", "--max-steps", "400", "m.net")
@@ -1511,7 +1518,7 @@ def test_a_fifo_spec_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> 
 
 def test_check_counts_unreadable_files_one_by_one(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    _write(tmp_path / "ok.net", "model M { a = ReLU() }")
+    _write(tmp_path / "ok.net", "model M { input x: [N, 2] a = ReLU() }")
     for name in ("f1.net", "f2.net"):
         os.mkfifo(tmp_path / name)
     assert main(["check", *(str(tmp_path / f) for f in ("ok.net", "f1.net", "f2.net"))]) == 1

@@ -134,7 +134,10 @@ def probe_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str,
     code, out, _ = run_cli(capsys, "probe", *args, "--json")
     assert code == 0
     # Strict JSON: non-finite numbers come as the strings "nan", "inf", "-inf".
-    results: list[dict[str, Any]] = json.loads(out, parse_constant=_refuse)
+    report: dict[str, Any] = json.loads(out, parse_constant=_refuse)
+    assert list(report) == ["results", "diagnostics"]
+    assert report["diagnostics"] == []
+    results: list[dict[str, Any]] = report["results"]
     for result in results:
         for row in result["rows"]:
             for key in ("mean", "std", "min", "max"):
@@ -316,6 +319,8 @@ def test_probe_without_backward_has_no_grads(capsys: pytest.CaptureFixture[str],
                                              tmp_path: Path) -> None:
     path = write_spec(tmp_path, "small.net", SMALL_MLP)
     assert probe_one(capsys, path, shape="4,32")["grads"] is None
+    args = ("probe", str(path), "--input", "4,32", "--seed", "1")
+    assert run_cli(capsys, *args, "--format", "json") == run_cli(capsys, *args, "--json")
 
 
 # --- 3. gain -------------------------------------------------------------------------------------
@@ -588,7 +593,10 @@ def test_rule_matching_nothing_is_warned_about(capsys: pytest.CaptureFixture[str
 
     code, out, err = run_cli(capsys, "init-report", str(path))
     assert code == 0
-    assert err == f"{path}:{unused}:{column_}: warning: init rule matched no parameter\n"
+    assert err == (
+        f"{path}:{unused}:{column_}: warning[NDL101]: init rule matched no parameter of Tiny\n"
+        "            Conv2d.weight: normal(0, 1)\n"
+        "            ^^^^^^^^^^^^^^^^^^^^^^^^^^^\n")
     assert out.splitlines() == [
         "parameter  shape   set by",
         f"fc.weight  [8, 8]  {path}:{used}: Linear.weight: normal(0, 1)",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import string
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import netdsl
+from netdsl import codes
 from netdsl import nodes as n
+from netdsl.habits import _Scan
 from netdsl.parser import build_parser, grammar_text
 
 LENET = """\
@@ -135,3 +139,67 @@ def _without(data: object, keys: set[str]) -> object:
     if isinstance(data, list):
         return [_without(v, keys) for v in data]
     return data
+
+
+# ------------------------------------------------------------------ Python habits
+# (The messages themselves are in tests/cases/errors/habit_*.)
+
+def _syntax_error(text: str) -> netdsl.NetDSLError:
+    try:
+        netdsl.parse(text, path="x.net")
+    except netdsl.NetDSLError as err:
+        return err
+    raise AssertionError(f"parsed: {text!r}")
+
+
+@pytest.mark.parametrize("text", [
+    "model M { a = Linear(1, 1)\n b = nn.Linear(1, 1) }",
+    "model M { forward(x) = x -> self.fc }",
+    "model M { a = sequential { ReLU()\n}",
+    "model M { a = Linear(1, 1) // one\n}",
+    "model M { f = lambda x: x }",
+    "model M { task x = Linear(1, 1) }",
+    "model M { a = Linear(1, 1) $ }",
+    'model M { f"{i:3}" = Linear(1, 1) }',
+])
+def test_every_syntax_error_has_the_syntax_code(text: str) -> None:
+    assert _syntax_error(text).code == codes.SYNTAX
+
+
+@pytest.mark.parametrize("text", [
+    # Words near a keyword or an op (task, stack) are names: a child, a variable.
+    "model M { task = Linear(1, 1)\n forward(x) { stack = task(x)\n return stack } }",
+    # A prefix the spec defines as a name is that name: the forward's checks judge it.
+    "model M { fc = Linear(2, 2)\n forward(x) { F = fc(x)\n return F.relu() } }",
+    # '//' where it continues an expression is floor division.
+    "model M(n: int = 8) { let a = n // 2\n fc = Linear(a, 2)\n forward(x) = x // 2 }",
+    # A method and a forward written as the spec writes them.
+    "model M { fc = Linear(2, 2)\n def head(x) = fc(x)\n forward(x) = head(x) }",
+])
+def test_spellings_that_look_like_habits_still_parse(text: str) -> None:
+    netdsl.parse(text)
+
+
+def test_a_word_is_not_corrected_to_an_unrelated_keyword() -> None:
+    # 'task' is close to the op 'stack' and to 'assert', but neither makes sense there.
+    item = _syntax_error("model M { task x = Linear(1, 1) }")
+    assert "did you mean" not in item.message and item.column == 11
+    statement = _syntax_error("model M { forward(x) { task x } }")
+    assert "did you mean" not in statement.message and statement.column == 24
+    # A slip of a keyword that fits the position is suggested.
+    assert _syntax_error("model M { lte x = 1 }").message.endswith("did you mean 'let'?")
+    assert _syntax_error("modle M { }").message.endswith("did you mean 'model'?")
+
+
+def test_an_unclosed_brace_is_found_in_linear_time() -> None:
+    body = "".join(f"    c{i} = Linear(1, 1)  # (\n" for i in range(2_000))
+    text = "model M {\n    a = sequential {\n        ReLU()\n" + body + "}\n"
+    err = _syntax_error(text)
+    assert (err.line, err.column) == (2, 20)
+    assert err.message == "syntax error: '{' is not closed: its '}' is missing"
+    # The bracket scan is one pass over the text: a spec of 1 MiB is scanned at once.
+    big = "model M {\n    a = sequential {\n" + "    s = sequential { ReLU() }\n" * 35_000
+    start = time.perf_counter()
+    scan = _Scan(big, len(big))
+    assert time.perf_counter() - start < 2
+    assert [at for _, at, _ in scan.open] == [8, 29]

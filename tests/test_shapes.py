@@ -451,8 +451,8 @@ def test_block_cannot_declare_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     text = ("block B {\n    input x: [N, 8]\n    fc = Linear(3)\n}\n"
             "model M {\n    input x: [N, 8]\n    b = B()\n}\n")
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:2:5: error: input declarations belong to models: a block's input comes from "
-        "where it is used\n"
+        "spec.net:2:5: error[NDL001]: input declarations belong to models: a block's input comes "
+        "from where it is used\n"
         "        input x: [N, 8]\n"
         "        ^^^^^^^^^^^^^^^")
 
@@ -460,7 +460,7 @@ def test_block_cannot_declare_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_expect_output_needs_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = "model M {\n    fc = Linear(3, 3)\n    expect output: [N, 3]\n}\n"
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:3:5: error: expect output needs input declarations (input x: [N, ...])\n"
+        "spec.net:3:5: error[NDL011]: expect output needs input declarations (input x: [N, ...])\n"
         "        expect output: [N, 3]\n"
         "        ^^^^^^^^^^^^^^^^^^^^^")
 
@@ -469,8 +469,8 @@ def test_cannot_infer_from_a_symbolic_dim(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     text = "model M {\n    input x: [N, C]\n    fc = Linear(4)\n}\n"
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:3:10: error: cannot infer in_features of Linear(4): it receives x: [N, C], "
-        "where that dimension is symbolic\n"
+        "spec.net:3:10: error[NDL007]: cannot infer in_features of Linear(4): it receives "
+        "x: [N, C], where that dimension is symbolic\n"
         "        fc = Linear(4)\n"
         "             ^^^^^^^^^")
 
@@ -480,8 +480,8 @@ def test_cannot_infer_from_a_symbolic_dim_in_a_block(tmp_path: Path,
     text = ("block Head(n: int) {\n    fc = Linear(n)\n}\n"
             "model M {\n    input x: [N, C]\n    head = Head(4)\n}\n")
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:2:10: error: cannot infer in_features of Linear(4): it receives x: [N, C], "
-        "where that dimension is symbolic\n"
+        "spec.net:2:10: error[NDL007]: cannot infer in_features of Linear(4): it receives "
+        "x: [N, C], where that dimension is symbolic\n"
         "        fc = Linear(n)\n"
         "             ^^^^^^^^^")
 
@@ -491,7 +491,7 @@ def test_block_with_explicit_dims_is_checked_per_use(tmp_path: Path,
     text = ("block B {\n    conv = Conv2d(5, 16, 3)\n}\n"
             "model M {\n    input x: [N, 5, 9, 9]\n    b1 = B()\n    b2 = B()\n}\n")
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:2:12: error: Conv2d(5, 16, 3) expects 5 input channels, but receives 16 "
+        "spec.net:2:12: error[NDL007]: Conv2d(5, 16, 3) expects 5 input channels, but receives 16 "
         "(x -> b1: [N, 16, 7, 7]); write Conv2d(16, 16, 3) or leave in_channels out to infer it\n"
         "        conv = Conv2d(5, 16, 3)\n"
         "               ^^^^^^^^^^^^^^^^")
@@ -512,7 +512,7 @@ def test_layer_reused_with_another_width(tmp_path: Path,
     text = "model M {\n    input x: [N, 8]\n    a = Linear(8)\n" \
            "    forward(x) = a(cat([x, a(x)], 1))\n}\n"
     assert check_text(tmp_path, monkeypatch, text) == (
-        "spec.net:3:9: error: Linear(8, 8) was inferred with in_features=8 from an earlier "
+        "spec.net:3:9: error[NDL007]: Linear(8, 8) was inferred with in_features=8 from an earlier "
         "call, but now receives x -> cat: [N, 16]\n"
         "        a = Linear(8)\n"
         "            ^^^^^^^^^")

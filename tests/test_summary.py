@@ -327,8 +327,8 @@ def test_cli_invalid_spec_exits_1_with_located_errors(
     code, out, err = run_main(capsys, "summary", "bad.net")
     assert code == 1
     assert out == ""
-    assert err.startswith("bad.net:3:9: error: Conv2d(4, 8, 3) expects 4 input channels, but "
-                          "receives 3 (x: [N, 3, 32, 32])")
+    assert err.startswith("bad.net:3:9: error[NDL007]: Conv2d(4, 8, 3) expects 4 input channels, "
+                          "but receives 3 (x: [N, 3, 32, 32])")
 
 
 def test_cli_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

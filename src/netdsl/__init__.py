@@ -9,6 +9,7 @@ trees with a generated forward::
 
 from .api import (
     check,
+    diagnose,
     init_report,
     load,
     load_plan,
@@ -19,13 +20,13 @@ from .api import (
     reinitialize,
     summary,
 )
-from .errors import InternalError, NetDSLError, Span, UnknownKeyError
+from .errors import Diagnostic, InternalError, NetDSLError, NetDSLWarning, Span, UnknownKeyError
 from .limits import Limits
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "InternalError", "Limits", "NetDSLError", "Span", "UnknownKeyError", "__version__", "check",
-    "init_report", "load", "load_plan", "loads", "parse", "parse_file", "probe", "reinitialize",
-    "summary",
+    "Diagnostic", "InternalError", "Limits", "NetDSLError", "NetDSLWarning", "Span",
+    "UnknownKeyError", "__version__", "check", "diagnose", "init_report", "load", "load_plan",
+    "loads", "parse", "parse_file", "probe", "reinitialize", "summary",
 ]

@@ -17,11 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import codes, lint, pickling, provenance, work
 from . import nodes as n
-from . import pickling, provenance, work
 from .build import build, count_parameters, has_rules
 from .check import Checker
 from .errors import (
+    Diagnostic,
     InternalError,
     LimitError,
     NetDSLError,
@@ -38,11 +39,13 @@ from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
 from .library import MAX_INT_BITS
 from .limits import DEFAULT_LIMITS, Limits
+from .models import MAX_ELEMENTS
 from .plan import InputPlan, ModelPlan
 from .probe import ProbeResult
 from .probe import probe as run_probe
 from .provenance import Report
 from .registry import Registry
+from .resolve import resolve
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
 from .summary import Summary, summarize
@@ -164,7 +167,7 @@ def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:
     if params + buffers > budget:
         what = f"{params:,} parameters" + (f" and {buffers:,} buffer elements" if buffers else "")
         fail(f"{plan.name} has {what}, over the limit of {budget:,} ({setting}; "
-             f"build on device=\"meta\" to inspect it)", plan.span)
+             f"build on device=\"meta\" to inspect it)", plan.span, codes.LIMIT)
     return params
 
 
@@ -202,14 +205,15 @@ def choose_model(unit: Unit, name: str | None) -> n.ModelDecl:
         found = unit.scope.get(name)
         if found is None:
             raise NetDSLError(f"{unit.spec.path}: no model '{name}'"
-                              f"{did_you_mean(name, unit.scope) or f'; models: {names}'}")
+                              f"{did_you_mean(name, unit.scope) or f'; models: {names}'}",
+                              code=codes.MODEL)
         return found[0]
     if len(models) == 1:
         return models[0]
     if not models:
-        raise NetDSLError(f"{unit.spec.path}: declares no model")
+        raise NetDSLError(f"{unit.spec.path}: declares no model", code=codes.MODEL)
     raise NetDSLError(f"{unit.spec.path}: declares several models ({names}); choose one with "
-                      f"model=")
+                      f"model= (--model on the command line)", code=codes.MODEL)
 
 
 def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[str, Any]
@@ -223,7 +227,8 @@ def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[
         if plan is not None and not isinstance(plan, ModelPlan):
             fail(f"'{decl.name.name}' is a {_kind_of(plan)}, not a model: a model to load has a "
                  f"body with its children, or is a call of a model or block (declare the "
-                 f"{_kind_of(plan)} as a block and use it in a model)", decl.name.span)
+                 f"{_kind_of(plan)} as a block and use it in a model)", decl.name.span,
+                 codes.MODEL)
     _raise_first(checker.errors)
     assert isinstance(plan, ModelPlan)
     return plan
@@ -240,13 +245,15 @@ def bind_overrides(checker: Checker, decl: n.ModelDecl, unit: Unit, params: Mapp
     for key in params:
         if key not in known:
             fail(f"{decl.name.name} has no parameter '{key}'"
-                 f"{did_you_mean(key, known) or _list_params(known)}", decl.name.span)
+                 f"{did_you_mean(key, known) or _list_params(known)}", decl.name.span,
+                 codes.PARAMETER)
     for key, value in params.items():
         if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-            fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span)
+            fail(f"parameter '{key}' is too large ({value.bit_length():,} bits)", decl.name.span,
+                 codes.PARAMETER)
         if isinstance(value, float) and not math.isfinite(value):  # the spec cannot write one
             fail(f"parameter '{key}' is {value!r}: parameters are finite numbers",
-                 decl.name.span)
+                 decl.name.span, codes.PARAMETER)
     return [Arg(_from_python(value), decl.name.span, key, decl.name.span)
             for key, value in params.items()]
 
@@ -276,7 +283,8 @@ def _sources(texts: Mapping[str, str]) -> Iterator[None]:
         where = next(iter(texts), "<string>")  # the spec that was loaded first
         raise NetDSLError("spec is nested too deeply to compile (an expression or a chain of "
                           "blocks thousands of levels deep)",
-                          Span(path=where, line=1, column=1, end_line=1, end_column=2)) from None
+                          Span(path=where, line=1, column=1, end_line=1, end_column=2),
+                          code=codes.LIMIT) from None
     except Usage:
         raise
     except Exception as err:  # a bug in netdsl: still no traceback for the user's spec
@@ -284,29 +292,59 @@ def _sources(texts: Mapping[str, str]) -> Iterator[None]:
                             f"with the spec") from err
 
 
-def check(path: PathLike, *, modules: Mapping[str, type[nn.Module]] | None = None,
-          limits: Limits = DEFAULT_LIMITS) -> list[NetDSLError]:
+def check(path: PathLike, *, model: str | None = None,
+          modules: Mapping[str, type[nn.Module]] | None = None,
+          limits: Limits = DEFAULT_LIMITS, **params: Any) -> list[NetDSLError]:
     """Every mistake in a spec file, located; ``[]`` when it is valid.
 
     Each declaration whose parameters all have defaults is checked and built on the meta device
-    (nothing is allocated); declarations that need parameter values are checked where used.
+    (nothing is allocated); one that needs parameter values is checked for names (and fully
+    where another declaration uses it). With ``model`` or ``params``, that one model is checked
+    fully with those values. :func:`diagnose` also gives the warnings and notes.
     """
-    errors: list[NetDSLError] = []
+    return [d for d in diagnose(path, model=model, modules=modules, limits=limits, **params)
+            if isinstance(d, NetDSLError)]
+
+
+def diagnose(path: PathLike, *, model: str | None = None,
+             modules: Mapping[str, type[nn.Module]] | None = None,
+             limits: Limits = DEFAULT_LIMITS, source: str | None = None,
+             **params: Any) -> list[Diagnostic]:
+    """Errors, warnings and notes for a spec file (see netdsl.codes), each once, located.
+
+    ``source`` is the file's text when it is not on disk (stdin, an editor's buffer); its
+    imports then resolve against the current directory.
+    """
+    found: list[Diagnostic] = []
     sources: Mapping[str, str] = {}
+    opened = _opened(path, limits) if source is None else \
+        _opened(None, limits, text=source, name=os.fspath(path))
     try:
-        with _opened(path, limits) as (loader, unit):
+        with opened as (loader, unit):
             sources = loader.sources
-            registry = Registry.with_modules(modules)
-            budget = work.current()  # one for the file: its declarations share it
-            errors += _check_lets(unit, Checker(registry, limits, budget=budget))
-            for decl in unit.spec.models:
-                if any(isinstance(e, LimitError) for e in errors):
-                    break  # a limit ends the file's check: the rest would only repeat it
-                errors += _check_decl(unit, decl, Checker(registry, limits, budget=budget))
+            found += _diagnose_unit(unit, model, modules, limits, params)
     except NetDSLError as err:
-        errors.append(err)
-    unique = {(e.message, e.span): e for e in errors}
+        found.append(err)
+    unique = {(e.message, e.span): e for e in found}
     return [e.with_source(sources) for e in unique.values()]
+
+
+def _diagnose_unit(unit: Unit, model: str | None,
+                   modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
+                   params: Mapping[str, Any]) -> list[Diagnostic]:
+    registry = Registry.with_modules(modules)
+    budget = work.current()  # one for the file: its declarations share it
+    found: list[Diagnostic] = [*_check_lets(unit, Checker(registry, limits, budget=budget)),
+                               *lint.empty(unit.spec)]
+    chosen = [choose_model(unit, model)] if model is not None or params else unit.spec.models
+    mentions = lint.mentioners(unit.spec)
+    for decl in chosen:
+        if any(isinstance(e, LimitError) for e in found):
+            break  # a limit ends the file's check: the rest would only repeat it
+        found += _check_decl(unit, decl, Checker(registry, limits, budget=budget), mentions,
+                             params)
+        found += lint.unused(decl)
+    return found
 
 
 def _check_lets(unit: Unit, checker: Checker) -> list[NetDSLError]:
@@ -319,28 +357,44 @@ def _check_lets(unit: Unit, checker: Checker) -> list[NetDSLError]:
     return checker.errors
 
 
-def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker) -> list[NetDSLError]:
+def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker,
+                mentions: dict[str, set[int]], params: Mapping[str, Any] | None = None
+                ) -> list[Diagnostic]:
     try:
-        if _required(checker, decl, unit):
-            return []  # it needs parameter values: checked where it is used
-        plan = checker.declaration(decl, unit, [], [], decl.name.span)
+        required = [] if params else _required(checker, decl, unit)
+        if required:  # no values to run it with: its names are resolved statically
+            skipped = [] if lint.uses_elsewhere(mentions, decl) else \
+                [lint.skipped(decl, required)]
+            return [*resolve(unit, decl, checker.registry), *skipped]
+        given = bind_overrides(checker, decl, unit, params) if params else []
+        plan = checker.declaration(decl, unit, [], given, decl.name.span)
         _raise_first(checker.errors)
         if not isinstance(plan, ModelPlan):
             return []  # a container or layer: nothing more to run on its own
         if decl.kind == "block" and needs_shapes(plan):
-            return []  # its input dimensions come from where it is used, and are checked there
-        trace = trace_shapes(plan)
-        if trace.errors:
-            return trace.errors
-        count = _check_params(plan, checker.limits.max_meta_params, "Limits.max_meta_params")
-        if has_rules(plan):  # init rules are checked by applying them, on meta
-            with torch.device("meta"):
-                build(plan)
+            # Its input dimensions come from where it is used, and are checked there.
+            return [] if lint.uses_elsewhere(mentions, decl) else [lint.unshaped(decl)]
+        return _check_plan(decl, plan, checker)
     except LimitError as err:  # the check stops here; what it found so far is reported too
         return [*checker.errors, err]
     except NetDSLError as err:
-        return err.errors
-    return check_expectations(plan, trace, count)
+        return list(err.errors)
+
+
+def _check_plan(decl: n.ModelDecl, plan: ModelPlan, checker: Checker) -> list[Diagnostic]:
+    """A checked model's shapes, sizes, init rules and expectations, with their warnings."""
+    found: list[Diagnostic] = [*lint.channels_last(plan.inputs), *lint.no_input(decl, plan)]
+    trace = trace_shapes(plan)
+    if trace.errors:
+        return [*trace.errors, *found]
+    count = _check_params(plan, checker.limits.max_meta_params, "Limits.max_meta_params")
+    found += lint.forgotten_flatten(trace)
+    if has_rules(plan):  # init rules are checked by applying them, on meta
+        with torch.device("meta"):
+            built = build(plan)
+        unmatched = provenance.init_report(plan, built).unmatched
+        found += lint.unmatched_rules(plan.name, [r.rule.span for r in unmatched])
+    return [*check_expectations(plan, trace, count), *found]
 
 
 def _required(checker: Checker, decl: n.ModelDecl, unit: Unit) -> list[str]:
@@ -358,6 +412,8 @@ def summary(path: PathLike, *, model: str | None = None,
     ``inputs`` gives the shapes of the forward's tensor arguments (ints or symbol names), in
     place of the spec's ``input`` declarations.
     """
+    if inputs is not None:
+        _check_shapes(inputs, "inputs")
     with _opened(path, limits) as (_, unit):
         decl = choose_model(unit, model)
         plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
@@ -370,6 +426,31 @@ def summary(path: PathLike, *, model: str | None = None,
         return summarize(plan, trace, built, declared)
 
 
+def _check_shapes(inputs: object, argument: str) -> None:
+    """Shapes from Python: a sequence of shapes, each a sequence of sizes (ints >= 0, or
+    symbol names where symbols are allowed)."""
+    if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Sequence):
+        raise UsageTypeError(f"{argument} takes a list of shapes, one per tensor argument of the "
+                             f"forward (e.g. [(1, 3, 224, 224)]), got {type(inputs).__name__}")
+    for shape in inputs:
+        _check_shape(shape, argument, symbols=True)
+
+
+def _check_shape(shape: object, argument: str, symbols: bool = False) -> None:
+    if isinstance(shape, (str, bytes, Mapping)) or not isinstance(shape, Sequence):
+        raise UsageTypeError(f"{argument}: a shape is a tuple of sizes, e.g. (1, 3, 224, 224), "
+                             f"got {type(shape).__name__}")
+    for size in shape:
+        if symbols and isinstance(size, str) and size.isidentifier():
+            continue
+        if isinstance(size, bool) or not isinstance(size, int):
+            allowed = "ints or symbol names" if symbols else "ints"
+            raise UsageTypeError(f"{argument}: sizes are {allowed}, got {size!r} in {shape!r}")
+        if not 0 <= size <= MAX_ELEMENTS:
+            raise UsageValueError(f"{argument}: sizes are between 0 and 2**48, got {size} in "
+                                  f"{shape!r}")
+
+
 def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
                   decl: n.ModelDecl) -> list[InputPlan]:
     declared = plan.inputs or [InputPlan(a, [], "tensor", decl.span) for a in plan.arg_names]
@@ -377,7 +458,7 @@ def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
     if len(shapes) != len(tensors):
         names = ", ".join(i.name for i in tensors)
         raise NetDSLError(f"{plan.name} takes {len(tensors)} tensor input(s) ({names}), "
-                          f"{len(shapes)} shape(s) given")
+                          f"{len(shapes)} shape(s) given", code=codes.ARGUMENTS)
     given = iter(shapes)
     return [replace(i, shape=list(next(given))) if i.shape is not None else i for i in declared]
 
@@ -391,6 +472,9 @@ def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None
     With ``seed``: seed, build (construction and init rules), draw the input, run — the order of
     a hand-written experiment, so the numbers reproduce it exactly.
     """
+    _check_shape(input_shape, "input_shape")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise UsageTypeError(f"seed takes an int or None, got {type(seed).__name__}")
     with _opened(path, limits) as (_, unit):
         plan = _ready_plan(unit, model, modules, limits, params)
         _check_params(plan, limits.max_params, "Limits.max_params")
@@ -407,7 +491,7 @@ def _check_activations(plan: ModelPlan, decl: n.ModelDecl, input_shape: Sequence
         fail(f"probing {plan.name} on {list(input_shape)} makes "
              f"{trace.activation_bytes:,} bytes of activations, over the limit of "
              f"{limits.max_activation_bytes:,} (Limits.max_activation_bytes, "
-             f"--max-activation-bytes)", plan.span)
+             f"--max-activation-bytes)", plan.span, codes.LIMIT)
 
 
 def init_report(path: PathLike, *, model: str | None = None,
@@ -418,7 +502,11 @@ def init_report(path: PathLike, *, model: str | None = None,
         plan = _ready_plan(unit, model, modules, limits, params)
         with torch.device("meta"):
             built = build(plan)
-        return provenance.init_report(plan, built, loader.sources)
+        report = provenance.init_report(plan, built, loader.sources)
+        spans = [rule.rule.span for rule in report.unmatched]
+        report.warnings = [w.with_source(loader.sources)
+                           for w in lint.unmatched_rules(plan.name, spans)]
+        return report
 
 
 def reinitialize(module: nn.Module, path: PathLike, *, model: str | None = None,
@@ -429,6 +517,29 @@ def reinitialize(module: nn.Module, path: PathLike, *, model: str | None = None,
     For a model built with ``device="meta"`` and materialised with ``to_empty()``: under the same
     seed, the result equals a normal :func:`load`, bit for bit. Returns ``module``.
     """
+    if not isinstance(module, nn.Module):
+        raise UsageTypeError(f"module takes an nn.Module, got {type(module).__name__}")
     plan = load_plan(path, model=model, modules=modules, limits=limits, **params)
+    with torch.device("meta"):
+        expected = build(plan)
+    _same_tensors(module, expected, plan.name, path)
     provenance.reinitialize(plan, module)
     return module
+
+
+def _same_tensors(module: nn.Module, expected: nn.Module, name: str, path: PathLike) -> None:
+    """``module`` must be the spec's model: the same parameters and buffers, by name and
+    shape (a ValueError naming the first difference, before anything is written)."""
+    have = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in expected.state_dict().items()}
+    if have == want:
+        return
+    missing = [k for k in want if k not in have]
+    extra = [k for k in have if k not in want]
+    if missing or extra:
+        what = f"it has no '{missing[0]}'" if missing else \
+            f"it has '{extra[0]}', which {name} has not"
+    else:
+        key = next(k for k in want if have[k] != want[k])
+        what = f"its '{key}' is {list(have[key])}, not {list(want[key])}"
+    raise UsageValueError(f"module is not {name} of {os.fspath(path)}: {what}")

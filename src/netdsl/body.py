@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from . import codes
 from . import nodes as n
 from .errors import fail
 from .evaluate import evaluate, iterate, truthy
@@ -68,11 +69,11 @@ def assign(let: n.Let, env: Env, sink: Sink) -> None:
         check_name(ident, "constant")
         if ident.name in env.params:
             fail(f"'{ident.name}' is a parameter; a let cannot assign it again (use another "
-                 f"name)", ident.span)
+                 f"name)", ident.span, codes.DUPLICATE)
         what = sink.defined(ident.name)
         if what is not None:
             fail(f"'{ident.name}' is already a {what}; a constant needs another name",
-                 ident.span)
+                 ident.span, codes.DUPLICATE)
     bind_target(let.target, value, env, let.span)
 
 
@@ -100,7 +101,7 @@ def _for(item: n.ForItem, env: Env, sink: Sink, collect: Collect) -> None:
     for ident in n.target_names(item.target):
         check_name(ident, "loop variable")
         if ident.name in env.params:
-            fail(f"loop variable '{ident.name}' hides a parameter", ident.span)
+            fail(f"loop variable '{ident.name}' hides a parameter", ident.span, codes.DUPLICATE)
     saved = {name: env[name] for name in names if name in env}
     try:
         for value in iterate(evaluate(item.iter, env), item.iter.span, budget):

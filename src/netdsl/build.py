@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import work
+from . import codes, work
 from .errors import fail, first_line
 from .initialize import apply_rules
 from .pickling import GeneratedModule
@@ -61,7 +61,7 @@ def build_layer(plan: LayerPlan) -> nn.Module:
         return plan.cls(*args, **kwargs)
     except Exception as err:
         # torch validates some arguments only in the constructor, e.g. Conv2d(3, 6, 5, groups=4)
-        fail(f"{plan.call_text()}: {first_line(err)}", plan.span)
+        fail(f"{plan.call_text()}: {first_line(err)}", plan.span, codes.VALUE)
 
 
 def build_sequential(plan: SequentialPlan, classes: dict[_ClassKey, type[nn.Module]]
@@ -117,7 +117,8 @@ def apply_tie(module: nn.Module, plan: TiePlan) -> None:
     current = owner.get_parameter(plan.target[-1])
     if current.shape != source.shape:
         fail(f"cannot tie {'.'.join(plan.target)} {list(current.shape)} to "
-             f"{'.'.join(plan.source)} {list(source.shape)}: the shapes differ", plan.span)
+             f"{'.'.join(plan.source)} {list(source.shape)}: the shapes differ",
+             plan.span, codes.SHAPE)
     setattr(owner, plan.target[-1], source)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from . import codes
 from .errors import Span, fail
 from .infer import input_dim, omits_input_dim, without
 from .plan import LayerPlan
@@ -28,7 +29,7 @@ def plan_layer(cls: type[nn.Module], name: str, args: list[Arg], kwargs: list[Ar
     if issubclass(cls, LazyModuleMixin):
         fail(f"{name} infers its input size at its first call; netdsl infers it before the "
              f"build: write {name.removeprefix('Lazy')}(...) with the input dimension left out",
-             span)
+             span, codes.VALUE)
     for arg in (*args, *kwargs):
         _check_torch_value(arg, name)
     signature = layer_signature(cls, name)
@@ -47,7 +48,8 @@ def _check_torch_value(arg: Arg, layer: str) -> None:
     for value in _values(arg.value):
         if isinstance(value, LayerRef) and not value.is_class:
             fail(f"{layer}() cannot build the spec's block '{value.name}'; torch layers take "
-                 f"torch layers (a block is used as a child or item of the spec)", arg.span)
+                 f"torch layers (a block is used as a child or item of the spec)",
+                 arg.span, codes.TYPE)
 
 
 def _values(value: Any) -> list[Any]:
@@ -65,7 +67,7 @@ def _count_inner_layers(name: str, bound: dict[str, Any], given: list[Arg],
             span = arg_span(param, given, signature)
             if value > max_layers:  # torch stacks them in quadratic time
                 fail(f"{name}() argument '{param}' is over {max_layers:,} "
-                     f"(10 x Limits.max_depth, netdsl check --max-depth)", span)
+                     f"(10 x Limits.max_depth, netdsl check --max-depth)", span, codes.LIMIT)
             count(value, span)
 
 
@@ -81,7 +83,8 @@ def _check_window(name: str, bound: dict[str, Any], given: list[Arg],
         values = value if isinstance(value, (tuple, list)) else (value,)
         if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
             span = arg_span(param, given, signature)
-            fail(f"{name}() argument '{param}' must be at least 1, got {value!r}", span)
+            fail(f"{name}() argument '{param}' must be at least 1, got {value!r}",
+                 span, codes.VALUE)
 
 
 def arg_span(param: str, given: list[Arg], signature: Signature) -> Span:

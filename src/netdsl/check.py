@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import codes, work
 from . import nodes as n
-from . import work
 from .body import run
 from .calls import plan_layer
 from .containers import attributes, plan_container
@@ -96,10 +96,10 @@ class Checker:
         """A call of a model or block: its parameters bound, its body or module planned."""
         name = decl.name.name
         if name in self.stack:
-            fail(f"'{name}' uses itself", name_span or span)
+            fail(f"'{name}' uses itself", name_span or span, codes.RECURSION)
         if len(self.stack) >= self.limits.max_depth:
             fail(f"blocks nest deeper than {self.limits.max_depth} levels (Limits.max_depth)",
-                 decl.name.span)
+                 decl.name.span, codes.LIMIT)
         self.stack.append(name)
         try:
             if isinstance(decl.value, n.Layer) and decl.params is None:
@@ -159,7 +159,8 @@ class Checker:
             return evaluate_args(node.args, node.kwargs, env)
         starred = next((a for a in node.args if isinstance(a, n.Starred)), None)
         if starred is not None:
-            fail("a layer given as an argument cannot be mixed with *arguments", starred.span)
+            fail("a layer given as an argument cannot be mixed with *arguments",
+                 starred.span, codes.ARGUMENTS)
         plain = [a for a in node.args if id(a) not in layers]
         plain_kw = [k for k in node.kwargs if id(k.value) not in layers]
         values, named = evaluate_args(plain, plain_kw, env)
@@ -185,10 +186,10 @@ class Checker:
         plan = self.layer(layer, env)
         if plan is not None and not isinstance(plan, LayerPlan):
             fail(f"'{node.func.id}' is a spec block; torch layers take torch layers as "
-                 f"arguments", node.func.span)
+                 f"arguments", node.func.span, codes.TYPE)
         if plan is not None and not plan.complete:
             fail(f"{plan.written_text()} leaves an input dimension out; a layer given as an "
-                 f"argument needs all of its own", node.span)
+                 f"argument needs all of its own", node.span, codes.ARGUMENTS)
         if keyword is None:
             return Arg(plan, node.span)
         return Arg(plan, node.span, keyword.name.name, keyword.name.span)
@@ -210,9 +211,9 @@ class Checker:
         except KeyError:
             suggestion = _CONTAINERS.get(name.name) or did_you_mean(
                 name.name, [*self.registry.names(), *env.known()])
-            fail(f"unknown layer '{name.name}'{suggestion}", name.span)
+            fail(f"unknown layer '{name.name}'{suggestion}", name.span, codes.UNKNOWN_NAME)
         if not isinstance(value, LayerRef):
-            fail(f"'{name.name}' is {describe(value)}, not a layer", name.span)
+            fail(f"'{name.name}' is {describe(value)}, not a layer", name.span, codes.TYPE)
         return value
 
 

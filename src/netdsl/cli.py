@@ -11,38 +11,78 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from . import __version__
-from .api import check, init_report, probe, summary
+from .api import diagnose, init_report, probe, summary
 from .config import ConfigError, custom_layers
-from .errors import NetDSLError, inert
+from .errors import Diagnostic, NetDSLError, inert
 from .gain import NONLINEARITIES, measure
 from .limits import DEFAULT_LIMITS, Limits
 from .models import MAX_ELEMENTS
 from .plot import PlotUnavailable, plot_stds
 from .probe import render as render_probe
+from .provenance import Report as InitReport
+from .report import FORMATS, Record, as_json, emit, record, usage
 from .summary import render
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 @dataclass
 class Report:
-    """What a run found; owns the exit code."""
+    """What a run found, in every format; owns the exit code."""
 
+    fmt: str = "text"
+    strict: bool = False
     checked: int = 0
     invalid: int = 0  # files with errors (a file that cannot be read has errors without a span)
-    errors: list[NetDSLError] = field(default_factory=list)
+    missing: int = 0
+    records: list[Record] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # rendered, for the text format
     usage_errors: list[str] = field(default_factory=list)
+
+    def add(self, found: Sequence[Diagnostic], path: str | None) -> bool:
+        """Diagnostics of one file; whether any is an error (all are, under --strict)."""
+        for item in found:
+            self.records.append(record(item, path, self.strict))
+            self.texts.append(item.render("error" if self.strict else item.severity))
+        return any(self.strict or isinstance(item, NetDSLError) for item in found)
+
+    def add_usage(self, message: str, path: str | None = None) -> None:
+        self.usage_errors.append(message)
+        self.records.append(usage(message, path))
+        self.texts.append(f"netdsl: error: {message}")
 
     @property
     def exit_code(self) -> int:
         if self.usage_errors:
             return EXIT_USAGE
-        return EXIT_INVALID if self.errors else EXIT_OK
+        return EXIT_INVALID if any(r.severity == "error" for r in self.records) else EXIT_OK
+
+    def emit(self, result: dict[str, object] | None = None) -> int:
+        """Print the diagnostics (and a command's result, for JSON) in the chosen format."""
+        if self.fmt == "json":
+            body = {**(result or {}), "diagnostics": as_json(self.records)}
+            print(json.dumps(_strict_json(body), indent=2, allow_nan=False))
+        else:
+            emit(self.records, self.fmt, self.texts)
+        return self.exit_code
+
+    def counts(self) -> str:
+        valid = self.checked - self.invalid
+        parts = [f"{valid} valid"] + [f"{n} {what}" for n, what in (
+            (self.invalid, "invalid"), (self.missing, "missing")) if n]
+        notes = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in (
+            (self._severity("warning"), "warning"), (self._severity("note"), "note")) if n]
+        return ", ".join(parts) + (f" ({', '.join(notes)})" if notes else "")
+
+    def _severity(self, level: str) -> int:
+        return sum(r.severity == level for r in self.records)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,9 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_cmd = commands.add_parser(
         "check", help="parse, check and build specs on the meta device; report every error")
-    check_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path)
-    check_cmd.add_argument("--format", choices=["text", "json"], default="text",
-                           help="json prints one object with every diagnostic to stdout")
+    check_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path,
+                           help="spec files; - reads one spec from stdin")
+    check_cmd.add_argument("--model", help="check this model fully (with -p values)")
+    _add_params(check_cmd)
+    check_cmd.add_argument("--strict", action="store_true",
+                           help="warnings and notes (skipped models, empty files, models "
+                                "without input declarations) fail the check")
+    _add_format(check_cmd)
     _add_limits(check_cmd)
     _add_modules(check_cmd)
     summary_cmd = commands.add_parser(
@@ -63,9 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     summary_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
                              help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
                                   "argument; replaces the spec's input declarations)")
-    summary_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
-                             metavar="NAME=VALUE", help="override a model parameter")
-    summary_cmd.add_argument("--format", choices=["text", "json"], default="text")
+    _add_params(summary_cmd)
+    _add_format(summary_cmd)
     _add_limits(summary_cmd)
     _add_modules(summary_cmd)
     _add_lab_commands(commands)
@@ -80,11 +124,12 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
                            help="the input's shape, e.g. 16,256")
     probe_cmd.add_argument("--seed", type=int, help="seed torch before building the model")
     probe_cmd.add_argument("--model")
-    probe_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
-                           metavar="NAME=VALUE")
+    _add_params(probe_cmd)
     probe_cmd.add_argument("--backward", action="store_true",
                            help="also report gradient statistics of output.sum()")
-    probe_cmd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _add_format(probe_cmd)
+    probe_cmd.add_argument("--json", action="store_const", const="json", dest="format",
+                           help=argparse.SUPPRESS)  # before --format json: kept for scripts
     probe_cmd.add_argument("--plot", type=Path, metavar="PNG",
                            help="write the std per layer, one curve per file, to a PNG")
     _add_limits(probe_cmd)
@@ -99,8 +144,8 @@ def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "init-report", help="which init rule (or torch default) set each parameter")
     report_cmd.add_argument("file", metavar="FILE", type=Path)
     report_cmd.add_argument("--model")
-    report_cmd.add_argument("-p", "--param", action="append", type=_param, default=[],
-                            metavar="NAME=VALUE")
+    _add_params(report_cmd)
+    _add_format(report_cmd)
     _add_modules(report_cmd)
 
 
@@ -124,6 +169,18 @@ def _add_limits(command: argparse.ArgumentParser) -> None:
         kind = _seconds if isinstance(default, float) else _positive
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
                            default=default, metavar="N", help=f"{what} (default {default:,})")
+
+
+def _add_params(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-p", "--param", action="append", type=_param, default=[],
+                         metavar="NAME=VALUE", help="a model parameter's value (repeatable)")
+
+
+def _add_format(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--format", choices=FORMATS, default="text",
+        help="text (stderr), json (one object on stdout), github (workflow annotations) or "
+             "sarif (a SARIF 2.1.0 log on stdout); see docs/cli.md")
 
 
 def _add_modules(command: argparse.ArgumentParser) -> None:
@@ -213,85 +270,79 @@ def _param(text: str) -> tuple[str, object]:
     return name, value
 
 
-def _missing(files: Sequence[Path]) -> bool:
-    gone = [f for f in files if not f.exists()]
-    for path in gone:
-        print(_safe(f"netdsl: error: {path}: no such file"), file=sys.stderr)
-    return bool(gone)
+def _present(report: Report, files: Sequence[Path]) -> bool:
+    """Whether every file exists; each missing one is a usage error of the report."""
+    for path in files:
+        if str(path) != "-" and not path.exists():
+            report.add_usage(f"{path}: no such file", str(path))
+            report.missing += 1
+    return not report.missing
 
 
-def _report(err: NetDSLError) -> int:
-    for each in err.errors:
-        print(_safe(each.render("error")), file=sys.stderr)
-    return EXIT_INVALID
+def _attempt(report: Report, path: Path, call: Callable[[], T]) -> T | None:
+    """Run one command on a file; its spec errors go to the report."""
+    try:
+        return call()
+    except NetDSLError as err:
+        report.add(err.errors, str(path))
+        return None
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    if _missing([args.file]):
-        return EXIT_USAGE
-    try:
-        result = summary(args.file, model=args.model, inputs=args.input, limits=_limits(args),
-                         modules=args.layers, **dict(args.param))
-    except NetDSLError as err:
-        return _report(err)
-    if args.format == "json":
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
+    report = Report(args.format)
+    if not _present(report, [args.file]):
+        return report.emit()
+    result = _attempt(report, args.file, lambda: summary(
+        args.file, model=args.model, inputs=args.input, limits=_limits(args),
+        modules=args.layers, **dict(args.param)))
+    if result is not None and args.format in ("text", "github"):  # json and sarif: one log
         print(render(result))
-    return EXIT_OK
+    return report.emit(result.as_dict() if result is not None else None)
 
 
-def run_check(files: Sequence[Path], fmt: str, limits: Limits = DEFAULT_LIMITS,
-              modules: dict[str, type] | None = None) -> Report:
-    report = Report()
-    for path in files:
-        if not path.exists():
-            report.usage_errors.append(f"netdsl: error: {path}: no such file")
+def run_check(args: argparse.Namespace) -> Report:
+    report = Report(args.format, args.strict)
+    _present(report, args.files)
+    for path in args.files:
+        if str(path) != "-" and not path.exists():
             continue
         report.checked += 1
-        found = check(path, limits=limits, modules=modules)
-        report.invalid += bool(found)
-        report.errors += found
-    for message in report.usage_errors:
-        print(_safe(message), file=sys.stderr)
-    if fmt == "json":
-        print(json.dumps(_as_json(report), indent=2))
-    else:
-        for err in report.errors:
-            print(_safe(err.render("error")), file=sys.stderr)
-        if not report.usage_errors:
-            bad = report.invalid
-            summary = f"{report.checked - bad} valid, {bad} invalid" if bad else \
-                f"{report.checked} valid"
-            print(f"netdsl: {summary}", file=sys.stderr)
+        source = sys.stdin.read() if str(path) == "-" else None
+        shown = Path("<stdin>") if source is not None else path
+        found = diagnose(shown, model=args.model, limits=_limits(args), modules=args.layers,
+                         source=source, **dict(args.param))
+        report.invalid += report.add(found, str(shown))
+    report.emit({"checked": report.checked, "valid": report.checked - report.invalid,
+                 "invalid": report.invalid})
+    if args.format == "text":
+        print(f"netdsl: {report.counts()}", file=sys.stderr)
     return report
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    if _missing(args.files):
-        return EXIT_USAGE
+    report = Report(args.format)
+    if not _present(report, args.files):
+        return report.emit()
     results = []
-    try:
-        for path in args.files:
-            results.append((path, probe(path, args.input, seed=args.seed,
-                                        backward=args.backward, model=args.model,
-                                        limits=_limits(args), modules=args.layers,
-                                        **dict(args.param))))
-    except NetDSLError as err:
-        return _report(err)
-    if args.json:
-        rows = [{"file": str(p), **r.as_dict()} for p, r in results]
-        print(json.dumps(_strict_json(rows), indent=2, allow_nan=False))
-    else:
+    for path in args.files:
+        found = _attempt(report, path, lambda p=path: probe(
+            p, args.input, seed=args.seed, backward=args.backward, model=args.model,
+            limits=_limits(args), modules=args.layers, **dict(args.param)))
+        if found is None:
+            return report.emit()
+        results.append((path, found))
+    if args.format == "json":
+        return report.emit({"results": [{"file": str(p), **r.as_dict()} for p, r in results]})
+    if args.format != "sarif":
         print("\n\n".join(f"{p}\n{render_probe(r)}" for p, r in results))
     if args.plot is not None:
         try:
             plot_stds([(p.stem, r) for p, r in results], args.plot)
         except PlotUnavailable as err:
-            print(f"netdsl: error: {err}", file=sys.stderr)
-            return EXIT_USAGE
+            report.add_usage(str(err))
+            return report.emit()
         print(f"netdsl: wrote {args.plot}", file=sys.stderr)
-    return EXIT_OK
+    return report.emit()
 
 
 def run_gain(args: argparse.Namespace) -> int:
@@ -305,33 +356,33 @@ def run_gain(args: argparse.Namespace) -> int:
 
 
 def run_init_report(args: argparse.Namespace) -> int:
-    if _missing([args.file]):
-        return EXIT_USAGE
-    try:
-        report = init_report(args.file, model=args.model, modules=args.layers,
-                             **dict(args.param))
-    except NetDSLError as err:
-        return _report(err)
-    names = [inert(e.parameter) for e in report.entries]
+    report = Report(args.format)
+    if not _present(report, [args.file]):
+        return report.emit()
+    found = _attempt(report, args.file, lambda: init_report(
+        args.file, model=args.model, modules=args.layers, **dict(args.param)))
+    if found is None:
+        return report.emit()
+    report.add(found.warnings, str(args.file))
+    entries = [{"parameter": e.parameter, "shape": list(e.shape), "set_by": e.set_by,
+                "shared_with": e.shared_with} for e in found.entries]
+    if args.format == "json":
+        return report.emit({"entries": entries})
+    if args.format != "sarif":
+        print(_report_table(found))
+    return report.emit()
+
+
+def _report_table(found: InitReport) -> str:
+    names = [inert(e.parameter) for e in found.entries]
     width = max((len(name) for name in names), default=9)
-    shapes = [str(list(e.shape)) for e in report.entries]
+    shapes = [str(list(e.shape)) for e in found.entries]
     shape_width = max((len(s) for s in shapes), default=5)
-    print(f"{'parameter':<{width}}  {'shape':<{shape_width}}  set by")
-    for entry, name, shape in zip(report.entries, names, shapes, strict=True):
+    rows = [f"{'parameter':<{width}}  {'shape':<{shape_width}}  set by"]
+    for entry, name, shape in zip(found.entries, names, shapes, strict=True):
         shared = f" (tied: also {', '.join(entry.shared_with)})" if entry.shared_with else ""
-        print(f"{name:<{width}}  {shape:<{shape_width}}  {inert(entry.set_by + shared)}")
-    for rule in report.unmatched:
-        span = rule.rule.span
-        print(_safe(f"{span}: warning: init rule matched no parameter"), file=sys.stderr)
-    return EXIT_OK
-
-
-def _as_json(report: Report) -> dict[str, object]:
-    return {
-        "checked": report.checked,
-        "errors": [{"path": e.path, "line": e.line, "column": e.column, "message": e.message}
-                   for e in report.errors],
-    }
+        rows.append(f"{name:<{width}}  {shape:<{shape_width}}  {inert(entry.set_by + shared)}")
+    return "\n".join(rows)
 
 
 def _strict_json(value: object) -> object:
@@ -345,26 +396,20 @@ def _strict_json(value: object) -> object:
     return value
 
 
-def _safe(text: str) -> str:
-    """Spec text made inert for terminals and CI logs: control characters are escaped, and so
-    is "::", which GitHub Actions would read as a workflow command."""
-    printable = "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
-    return printable.replace("::", ":\\:")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.layers = custom_layers(args.modules) if hasattr(args, "modules") else {}
     except ConfigError as err:
-        print(_safe(f"netdsl: error: {err}"), file=sys.stderr)
-        return EXIT_USAGE
+        report = Report(getattr(args, "format", "text"))
+        report.add_usage(str(err))
+        return report.emit()
     try:
         commands = {"summary": run_summary, "probe": run_probe, "gain": run_gain,
                     "init-report": run_init_report}
         if args.command in commands:
             return commands[args.command](args)
-        return run_check(args.files, args.format, _limits(args), args.layers).exit_code
+        return run_check(args).exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `netdsl init-report ... | head`: the reader has gone

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import codes
 from . import nodes as n
 from .body import key_of, run
 from .errors import fail
@@ -63,7 +64,7 @@ class ContainerSink:
         elif isinstance(item, (n.Layer, n.Sequential, n.ListBlock, n.DictBlock)):
             self._unnamed(item, env)
         else:
-            fail(_misplaced(item, self.kind), item.span)
+            fail(_misplaced(item, self.kind), item.span, codes.CONTAINER)
 
     def absent(self, names: list[str]) -> None:
         pass
@@ -77,7 +78,7 @@ class ContainerSink:
     def _named(self, item: n.Named, env: Env) -> None:
         if self.kind == "list":
             fail("list items have no names; use a dict or a sequential for named modules",
-                 item.name.span)
+                 item.name.span, codes.CONTAINER)
         self._mix(item, named=True)
         key = key_of(item.name, env)
         check_key(key, item.name.span, [k for k, _ in self.items], _CLASS[self.kind],
@@ -86,14 +87,15 @@ class ContainerSink:
 
     def _unnamed(self, item: n.Module, env: Env) -> None:
         if self.kind == "dict":
-            fail("a dict's items need keys: key: Layer(...)", item.span)
+            fail("a dict's items need keys: key: Layer(...)", item.span, codes.CONTAINER)
         self._mix(item, named=False)
         self._add(None, self.checker.module(item, self.unit, env))
 
     def _repeat(self, item: n.Repeat, env: Env) -> None:
         if self.kind == "dict":
             fail("a dict's items need keys, so a repeat cannot be one; write a for loop "
-                 "with f-string keys: for i in range(3) { f\"k{i}\": Layer(...) }", item.span)
+                 "with f-string keys: for i in range(3) { f\"k{i}\": Layer(...) }",
+                 item.span, codes.CONTAINER)
         self._mix(item, named=False)
         values = iterate(evaluate(item.iter, env), item.iter.span, budget_of(env))
         self.checker.count(len(values), item.span, reserve=False)
@@ -112,7 +114,7 @@ class ContainerSink:
         else:
             self.unnamed = self.unnamed or item
         if self.named is not None and self.unnamed is not None:
-            fail("name every child of this sequential or none of them", item.span)
+            fail("name every child of this sequential or none of them", item.span, codes.CONTAINER)
 
     def _add(self, key: str | None, plan: Plan | None) -> None:
         if plan is not None:
@@ -122,12 +124,12 @@ class ContainerSink:
 def check_key(key: str, span: Any, taken: list[str | None], container: type, what: str
               ) -> None:
     if not key or "." in key:
-        fail(f"{what} key {key!r} must be non-empty and contain no '.'", span)
+        fail(f"{what} key {key!r} must be non-empty and contain no '.'", span, codes.CONTAINER)
     if key in taken:
-        fail(f"duplicate {what} key '{key}'", span)
+        fail(f"duplicate {what} key '{key}'", span, codes.DUPLICATE)
     if key in attributes(container):
         fail(f"{what} key '{key}' clashes with the nn.{container.__name__} attribute of that "
-             f"name", span)
+             f"name", span, codes.DUPLICATE)
 
 
 _ITEM_NAMES = {n.InputDecl: "input declarations", n.Expect: "expectations",

@@ -10,9 +10,12 @@ import difflib
 import functools
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import NoReturn
+from typing import NoReturn, Self
 
 from pydantic import BaseModel, ConfigDict
+
+from . import codes
+from .codes import Severity, severity
 
 
 class Span(BaseModel):
@@ -30,20 +33,29 @@ class Span(BaseModel):
         return f"{self.path}:{self.line}:{self.column}"
 
 
-class NetDSLError(Exception):
-    """A mistake in a spec (or in the parameters given to it), with its location.
+class Diagnostic(Exception):
+    """What a check reports about a spec: a message, where, and a code (see netdsl.codes).
 
     ``path``, ``line`` and ``column`` locate it; ``source_line`` is the text of that line when
     known. ``str()`` gives ``path:line:col: message``, the line and a caret.
     """
 
-    def __init__(self, message: str, span: Span | None = None, source_line: str | None = None):
+    code: str | None = None  # a subclass's code, when every instance has the same one
+
+    def __init__(self, message: str, span: Span | None = None, source_line: str | None = None,
+                 *, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.span = span
         self.source_line = source_line
+        if code is not None:
+            self.code = code
         # All the mistakes found in one check, this one first (a check reports them together).
-        self.errors: list[NetDSLError] = [self]
+        self.errors: list[NetDSLError] = [self] if isinstance(self, NetDSLError) else []
+
+    @property
+    def severity(self) -> Severity:
+        return severity(self.code) if self.code else "error"
 
     @property
     def path(self) -> str | None:
@@ -57,7 +69,7 @@ class NetDSLError(Exception):
     def column(self) -> int | None:
         return self.span.column if self.span else None
 
-    def with_source(self, sources: Mapping[str, str]) -> NetDSLError:
+    def with_source(self, sources: Mapping[str, str]) -> Self:
         """Fill in the source line from the texts of the files involved (keyed by path)."""
         if self.span is not None and self.source_line is None and self.span.path in sources:
             lines = _lines(sources[self.span.path])
@@ -66,8 +78,9 @@ class NetDSLError(Exception):
         return self
 
     def render(self, severity: str | None = None) -> str:
-        """``path:line:col: [severity: ]message`` plus the source line and a caret."""
-        label = f"{severity}: " if severity else ""
+        """``path:line:col: [severity[code]: ]message`` plus the source line and a caret."""
+        code = f"[{self.code}]" if self.code else ""
+        label = f"{severity}{code}: " if severity else ""
         message = _clip(printable(self.message))
         if self.span is None:
             return _no_command(f"{label}{message}")
@@ -80,12 +93,25 @@ class NetDSLError(Exception):
         return self.render()
 
 
+class NetDSLError(Diagnostic):
+    """A mistake in a spec (or in the parameters given to it), with its location."""
+
+
+class NetDSLWarning(Diagnostic):
+    """A spec that builds but probably not as meant, or a note on what a check could not
+    cover: reported by ``check``, never raised (``--strict`` makes it fail the check)."""
+
+
 class LimitError(NetDSLError):
     """A spec asks for more than a limit allows (see netdsl.limits): it ends the check."""
+
+    code = codes.LIMIT
 
 
 class InternalError(NetDSLError):
     """A bug in netdsl met while compiling a spec: reported like a spec error, never a traceback."""
+
+    code = codes.INTERNAL
 
 
 class Usage(Exception):
@@ -158,9 +184,10 @@ def _caret_block(source_line: str, span: Span) -> str:
     return f"    {text}\n    {' ' * start}{'^' * max(width, 1)}"
 
 
-def fail(message: str, span: Span | None) -> NoReturn:
-    """Raise a located :class:`NetDSLError`: the one way every stage reports a mistake."""
-    raise NetDSLError(message, span)
+def fail(message: str, span: Span | None, code: str | None = None) -> NoReturn:
+    """Raise a located :class:`NetDSLError` with its code (netdsl.codes): the one way every
+    stage reports a mistake."""
+    raise NetDSLError(message, span, code=code)
 
 
 def inert(text: str) -> str:

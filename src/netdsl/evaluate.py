@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
+from . import codes
 from . import nodes as n
 from .errors import NetDSLError, Span, did_you_mean, fail
 from .library import BUILTINS, MAX_INT_BITS, Builtin, call_builtin
@@ -59,7 +60,7 @@ def _eval(expr: n.Expr, env: Mapping[str, Value], budget: Budget | None) -> Valu
         budget.spend(1, expr.span)
     handler = _HANDLERS.get(type(expr))
     if handler is None:
-        fail(_not_constant(expr), expr.span)
+        fail(_not_constant(expr), expr.span, codes.SYNTAX)
     return handler(expr, env, budget)
 
 
@@ -71,7 +72,7 @@ def _args(args: list[n.Expr], kwargs: list[n.Keyword], env: Mapping[str, Value],
             value = _eval(a.value, env, budget)
             if not isinstance(value, (tuple, list)):
                 fail(f"only a tuple or list can be unpacked with *, got {describe(value)}",
-                     a.value.span)
+                     a.value.span, codes.TYPE)
             positional += [Arg(v, a.span) for v in value]
         else:
             positional.append(Arg(_eval(a, env, budget), a.span))
@@ -104,9 +105,10 @@ def _name(expr: n.Name, env: Mapping[str, Value], budget: Budget | None) -> Valu
     try:
         value = lookup(env, expr.id)
     except KeyError:
-        fail(_undefined(expr.id, env), expr.span)
+        _undefined(expr.id, env, expr.span)
     if isinstance(value, Builtin):
-        fail(f"undefined name '{expr.id}'; '{expr.id}' is a function: call it", expr.span)
+        fail(f"undefined name '{expr.id}'; '{expr.id}' is a function: call it",
+             expr.span, codes.TYPE)
     return value
 
 
@@ -115,16 +117,16 @@ _FORWARD_ONLY = {"training": "the module's training mode, known in the forward o
                              "(if training { ... } there)"}
 
 
-def _undefined(name: str, env: Mapping[str, Value]) -> str:
+def _undefined(name: str, env: Mapping[str, Value], span: Span) -> NoReturn:
     note = env.notes.get(name) if isinstance(env, Env) else None
     note = note or _FORWARD_ONLY.get(name)
-    if note is not None:
-        return (f"'{name}' is {note}, not a constant: arguments, lets and conditions in a "
-                f"body are computed from parameters and lets before anything runs")
+    if note is not None:  # the name exists, but holds no constant
+        fail(f"'{name}' is {note}, not a constant: arguments, lets and conditions in a "
+             f"body are computed from parameters and lets before anything runs", span, codes.TYPE)
     known = [*(env.known() if isinstance(env, Env) else env), *BUILTINS]
     if name[:1].isupper() and isinstance(env, Env) and env.globals is not None:
         known += env.globals.world.layer_names()  # a layer used as a value, misspelt
-    return f"undefined name '{name}'{did_you_mean(name, known)}"
+    fail(f"undefined name '{name}'{did_you_mean(name, known)}", span, codes.UNKNOWN_NAME)
 
 
 def _constant(expr: n.Constant, env: Mapping[str, Value], budget: Budget | None) -> Value:
@@ -135,9 +137,10 @@ def _constant(expr: n.Constant, env: Mapping[str, Value], budget: Budget | None)
 def check_literal(expr: n.Constant) -> None:
     """A number a float cannot hold: too large (inf), or so small that it would be 0.0."""
     if isinstance(expr.value, float) and not math.isfinite(expr.value):
-        fail("number is too large", expr.span)
+        fail("number is too large", expr.span, codes.VALUE)
     if expr.underflow:
-        fail("number is too small: it would be 0.0 (write 0.0 if that is meant)", expr.span)
+        fail("number is too small: it would be 0.0 (write 0.0 if that is meant)",
+             expr.span, codes.VALUE)
 
 
 def _fstring(expr: n.FString, env: Mapping[str, Value], budget: Budget | None) -> Value:
@@ -149,7 +152,7 @@ def _fstring(expr: n.FString, env: Mapping[str, Value], budget: Budget | None) -
         value = _eval(part, env, budget)
         if not isinstance(value, (int, float, str, bool)) and value is not None:
             fail(f"an f-string shows numbers, strings, booleans and none, not "
-                 f"{describe(value)}", part.span)
+                 f"{describe(value)}", part.span, codes.TYPE)
         parts.append(_text(value, part.span))
         if budget is not None:
             budget.spend(len(parts[-1]), part.span)
@@ -160,7 +163,7 @@ def _text(value: Value, span: Span) -> str:
     try:
         return str(value)
     except ValueError as err:  # an int too long to print
-        fail(f"f-string: {err}", span)
+        fail(f"f-string: {err}", span, codes.VALUE)
 
 
 def _tuple(expr: n.TupleExpr, env: Mapping[str, Value], budget: Budget | None) -> Value:
@@ -185,7 +188,8 @@ def _listcomp(expr: n.ListComp, env: Mapping[str, Value], budget: Budget | None)
 def iterate(value: Value, span: Span, budget: Budget | None) -> list[Value] | range | str:
     """A value a loop can go over; a loop longer than the steps left is refused at once."""
     if not isinstance(value, (tuple, list, range, str)):
-        fail(f"can only loop over a tuple, list, range or string, not {describe(value)}", span)
+        fail(f"can only loop over a tuple, list, range or string, not {describe(value)}",
+             span, codes.TYPE)
     if budget is not None and len(value) > budget.left():
         budget.spend(len(value), span)  # raises: refused before the first iteration
     return value if isinstance(value, (list, range, str)) else list(value)
@@ -203,7 +207,7 @@ def _unary(expr: n.UnaryOp, env: Mapping[str, Value], budget: Budget | None) -> 
     if expr.op == "not":
         return not truthy(value)
     if not _is_number(value):
-        fail(f"bad operand for unary {expr.op}: {describe(value)}", expr.span)
+        fail(f"bad operand for unary {expr.op}: {describe(value)}", expr.span, codes.TYPE)
     return -value if expr.op == "-" else +value
 
 
@@ -237,15 +241,15 @@ def compared(op: str, left: Value, right: Value, span: Span, budget: Budget | No
 def _compared(op: str, left: Value, right: Value, span: Span, budget: Budget | None) -> bool:
     if op in ("in", "not in") and not isinstance(right, (tuple, list, str, range)):
         fail(f"'{op}' needs a tuple, list, string or range on its right, got "
-             f"{describe(right)}", span)
+             f"{describe(right)}", span, codes.TYPE)
     if op in ("in", "not in") and isinstance(right, str) and not isinstance(left, str):
-        fail(f"'{op}' a string needs a string on its left, got {describe(left)}", span)
+        fail(f"'{op}' a string needs a string on its left, got {describe(left)}", span, codes.TYPE)
     if budget is not None:
         budget.spend(_size(left) + _size(right), span)
     try:
         return bool(_COMPARE[op](left, right))
     except TypeError:
-        fail(f"cannot compare {describe(left)} and {describe(right)} with {op}", span)
+        fail(f"cannot compare {describe(left)} and {describe(right)} with {op}", span, codes.TYPE)
 
 
 def _size(value: Value) -> int:
@@ -258,7 +262,7 @@ def _binop(expr: n.BinOp, env: Mapping[str, Value], budget: Budget | None) -> Va
         return _sequence_op(expr, left, right, budget)
     if expr.op == "@" or not (_is_number(left) and _is_number(right)):
         fail(f"unsupported operands for {expr.op}: {describe(left)} and {describe(right)}",
-             expr.span)
+             expr.span, codes.TYPE)
     return arithmetic(expr.op, left, right, expr.span, budget)
 
 
@@ -273,27 +277,27 @@ def arithmetic(op: str, left: Value, right: Value, span: Span,
     try:
         result = _BINARY[op](left, right)
     except ZeroDivisionError:
-        fail("division by zero", span)
+        fail("division by zero", span, codes.VALUE)
     except (OverflowError, ValueError) as err:
-        fail(f"arithmetic error: {err}", span)
+        fail(f"arithmetic error: {err}", span, codes.VALUE)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-        fail("arithmetic error: result is too large", span)
+        fail("arithmetic error: result is too large", span, codes.VALUE)
     if budget is not None and isinstance(result, int):
         budget.spend(result.bit_length() // BITS_PER_STEP, span)
     if isinstance(result, complex):
-        fail("arithmetic error: result is a complex number", span)
+        fail("arithmetic error: result is a complex number", span, codes.VALUE)
     if isinstance(result, float) and not math.isfinite(result):
-        fail("arithmetic error: result is not a finite number", span)
+        fail("arithmetic error: result is not a finite number", span, codes.VALUE)
     return result
 
 
 def _check_size(op: str, left: Value, right: Value, span: Span) -> None:
     if op == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
         if abs(left) > 1 and right * max(abs(left).bit_length(), 1) > MAX_INT_BITS:
-            fail("arithmetic error: result is too large", span)
+            fail("arithmetic error: result is too large", span, codes.VALUE)
     if op == "*" and isinstance(left, int) and isinstance(right, int):
         if abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
-            fail("arithmetic error: result is too large", span)
+            fail("arithmetic error: result is too large", span, codes.VALUE)
 
 
 def _is_number(value: Value) -> bool:
@@ -326,7 +330,7 @@ def _sequence_op(expr: n.BinOp, left: Value, right: Value, budget: Budget | None
             budget.spend(size, expr.span)  # raises
         budget.spend(size, expr.span)
     elif size > 1 << 24:
-        fail("result is too large", expr.span)
+        fail("result is too large", expr.span, codes.VALUE)
     return left + right if expr.op == "+" else left * right
 
 
@@ -336,7 +340,7 @@ def _sequence_op(expr: n.BinOp, left: Value, right: Value, budget: Budget | None
 def _index(expr: n.Index, env: Mapping[str, Value], budget: Budget | None) -> Value:
     value = _eval(expr.value, env, budget)
     if not isinstance(value, (tuple, list, str, range)):
-        fail(f"{describe(value)} cannot be indexed", expr.value.span)
+        fail(f"{describe(value)} cannot be indexed", expr.value.span, codes.TYPE)
     if isinstance(expr.index, n.Slice):
         part = value[_slice(expr.index, env, budget)]
         if budget is not None:
@@ -345,9 +349,9 @@ def _index(expr: n.Index, env: Mapping[str, Value], budget: Budget | None) -> Va
     index = _eval(expr.index, env, budget)
     if not _is_int(index):
         fail(f"an index is an integer or a slice (a:b), got {describe(index)}",
-             expr.index.span)
+             expr.index.span, codes.TYPE)
     if not -len(value) <= index < len(value):
-        fail(f"index {index} is out of range ({len(value)} items)", expr.index.span)
+        fail(f"index {index} is out of range ({len(value)} items)", expr.index.span, codes.VALUE)
     return value[index]
 
 
@@ -356,10 +360,10 @@ def _slice(node: n.Slice, env: Mapping[str, Value], budget: Budget | None) -> sl
     for part in (node.lower, node.upper, node.step):
         value = None if part is None else _eval(part, env, budget)
         if value is not None and not _is_int(value):
-            fail(f"a slice takes integers or none, got {describe(value)}", node.span)
+            fail(f"a slice takes integers or none, got {describe(value)}", node.span, codes.TYPE)
         parts.append(value)
     if parts[2] == 0:
-        fail("slice step must not be zero", node.span)
+        fail("slice step must not be zero", node.span, codes.VALUE)
     return slice(*parts)
 
 
@@ -369,14 +373,14 @@ def _slice(node: n.Slice, env: Mapping[str, Value], budget: Budget | None) -> sl
 def _call(expr: n.Call, env: Mapping[str, Value], budget: Budget | None) -> Value:
     if not isinstance(expr.func, n.Name):
         fail("only functions can be called in a constant expression (sqrt(x), len(t), "
-             "f(...) of a def)", expr.func.span)
+             "f(...) of a def)", expr.func.span, codes.TYPE)
     name = expr.func.id
     try:
         func = lookup(env, name)
     except KeyError:
         defs = env.globals.functions() if isinstance(env, Env) and env.globals else []
         fail(f"unknown function '{name}'{did_you_mean(name, [*BUILTINS, *defs])}",
-             expr.func.span)
+             expr.func.span, codes.UNKNOWN_NAME)
     args, kwargs = _args(expr.args, expr.kwargs, env, budget)
     if isinstance(func, Builtin):
         return call_builtin(func, args, kwargs, budget, expr.span)
@@ -386,8 +390,8 @@ def _call(expr: n.Call, env: Mapping[str, Value], budget: Budget | None) -> Valu
         return call_function(func, args, kwargs, expr.span, env)
     if isinstance(func, LayerRef):
         fail(f"'{name}' is a layer: layers are built as children and items, not called in a "
-             f"constant expression", expr.func.span)
-    fail(f"'{name}' is {describe(func)}, not a function", expr.func.span)
+             f"constant expression", expr.func.span, codes.TYPE)
+    fail(f"'{name}' is {describe(func)}, not a function", expr.func.span, codes.TYPE)
 
 
 _HANDLERS: Mapping[type, Callable[[Any, Mapping[str, Value], Budget | None], Value]] = {

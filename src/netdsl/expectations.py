@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from . import codes
 from . import nodes as n
 from .errors import NetDSLError, fail
 from .evaluate import evaluate
@@ -35,26 +36,28 @@ def check_expectations(plan: ModelPlan, trace: Trace, params: int) -> list[NetDS
 def _params(expect: n.Expect, env: dict[str, Any], found: int) -> None:
     wanted = evaluate(expect.value, env)
     if not isinstance(wanted, int) or isinstance(wanted, bool):
-        fail(f"expect params takes an integer, got {describe(wanted)}", expect.value.span)
+        fail(f"expect params takes an integer, got {describe(wanted)}",
+             expect.value.span, codes.TYPE)
     if wanted != found:
         fail(f"expected {wanted:,} parameters, but the model has {found:,} "
-             f"(difference {found - wanted:+,})", expect.span)
+             f"(difference {found - wanted:+,})", expect.span, codes.EXPECT)
 
 
 def _output(expect: n.Expect, env: Any, plan: ModelPlan, trace: Trace) -> None:
     if not isinstance(expect.value, n.ListExpr):
-        fail("expect output takes a shape, such as [N, 10]", expect.value.span)
+        fail("expect output takes a shape, such as [N, 10]", expect.value.span, codes.TYPE)
     if not plan.inputs:
-        fail("expect output needs input declarations (input x: [N, ...])", expect.span)
+        fail("expect output needs input declarations (input x: [N, ...])",
+             expect.span, codes.EXPECT)
     wanted = [dimension(d, env) for d in expect.value.items]
     sizes = {name: size for size, name in trace.symbols.items()}
     for output in trace.outputs:
         if not isinstance(output, torch.Tensor):
             fail(f"expected a tensor output {_text(wanted)}, but forward returns "
-                 f"{type(output).__name__}", expect.span)
+                 f"{type(output).__name__}", expect.span, codes.EXPECT)
         if [sizes.get(d, d) if isinstance(d, str) else d for d in wanted] != list(output.shape):
             fail(f"expected output {_text(wanted)}, but the forward returns "
-                 f"{trace.described(output)}", expect.span)
+                 f"{trace.described(output)}", expect.span, codes.EXPECT)
 
 
 def _text(dims: list[int | str]) -> str:

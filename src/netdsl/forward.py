@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import nn
 
+from . import codes
 from . import nodes as n
 from .containers import attributes
 from .errors import NetDSLError, Span, fail
@@ -95,7 +96,8 @@ class ForwardCompiler(ExprCompiler):
             block = self._block(node.body)
             if not block.returns:
                 what = "forward" if name == "forward" else f"method '{name}'"
-                self.error(f"{what} never returns a value: end it with 'return ...'", node.span)
+                self.error(f"{what} never returns a value: end it with 'return ...'", node.span,
+                           codes.FORWARD)
             lines = block.lines
         self.method_calls[name] = self.calls
         return f"def {name}(self{''.join(', ' + a for a in args)}):\n" + "".join(
@@ -133,14 +135,14 @@ class ForwardCompiler(ExprCompiler):
                 lines += [f"for _layer in self.{name}:", f"{INDENT}x = _layer(x)"]
             elif kind == "dict":
                 self.error(f"'{name}' is a dict, so {self.model} needs a forward that says which "
-                           f"key to use", plan.span)
+                           f"key to use", plan.span, codes.FORWARD)
             elif self.instrument:
                 call = self.located(f"self.{name}", ["x"], plan.span, name)
                 lines.append(f"x = {call.code}")
             else:
                 lines.append(f"x = self.{name}(x)")
         if not self.children and not self.broken and not self.body_failed:
-            self.error(f"{self.model} has no children and no forward", span)
+            self.error(f"{self.model} has no children and no forward", span, codes.FORWARD)
         return [*lines, "return x"]
 
     def _declare_args(self, params: list[n.Param]) -> list[str]:
@@ -148,14 +150,14 @@ class ForwardCompiler(ExprCompiler):
         for param in params:
             arg = param.name
             if self._check_new_name(arg, "forward argument") and arg.name in names:
-                self.error(f"duplicate forward argument '{arg.name}'", arg.span)
+                self.error(f"duplicate forward argument '{arg.name}'", arg.span, codes.DUPLICATE)
             text = arg.name
             if param.varargs:
                 text = f"*{text}"
             elif param.default is not None:
                 default = self.expr(param.default)
                 if default.kind != CONST:
-                    self.error("a method's default is a constant", param.default.span)
+                    self.error("a method's default is a constant", param.default.span, codes.TYPE)
                 text = f"{text}={default.code}"
             names.append(text)
             self.scope[arg.name] = Compiled(arg.name, VALUE)
@@ -168,15 +170,15 @@ class ForwardCompiler(ExprCompiler):
             name = decl.name.name
             if name == "forward":
                 self.error("the forward is written forward(x) { ... }, not def forward",
-                           decl.name.span)
+                           decl.name.span, codes.FORWARD)
             elif name in names:
-                self.error(f"method '{name}' is defined twice", decl.name.span)
+                self.error(f"method '{name}' is defined twice", decl.name.span, codes.DUPLICATE)
             elif name in self.children or name in self.consts:
                 self.error(f"method '{name}' has the same name as a child or constant",
-                           decl.name.span)
+                           decl.name.span, codes.DUPLICATE)
             elif name in attributes(nn.Module) or keyword.iskeyword(name):
                 self.error(f"method name '{name}' clashes with the nn.Module attribute of that "
-                           f"name", decl.name.span)
+                           f"name", decl.name.span, codes.DUPLICATE)
             names.add(name)
         return names
 
@@ -184,9 +186,9 @@ class ForwardCompiler(ExprCompiler):
         for param in decl.params:
             if param.type is not None:
                 self.error("a method's parameters take no types: they are forward values",
-                           param.type.span)
+                           param.type.span, codes.FORWARD)
         if decl.returns is not None:
-            self.error("a method takes no return type", decl.returns.span)
+            self.error("a method takes no return type", decl.returns.span, codes.FORWARD)
         return self._function(decl.name.name, decl.params, decl, decl.span)
 
     def _check_cycles(self) -> None:
@@ -201,7 +203,7 @@ class ForwardCompiler(ExprCompiler):
                     if callee == start:
                         chain = " -> ".join([*paths[caller], start])
                         self.error(f"method '{start}' calls itself ({chain}); recursion is not "
-                                   f"allowed", span)
+                                   f"allowed", span, codes.RECURSION)
                         return
                     if callee not in paths:
                         paths[callee] = [*paths[caller], callee]
@@ -217,7 +219,7 @@ class ForwardCompiler(ExprCompiler):
         for stmt in body:
             if returns:
                 if not folded:
-                    self.error("code after 'return' never runs", stmt.span)
+                    self.error("code after 'return' never runs", stmt.span, codes.FORWARD)
                 break
             try:
                 block = self._stmt(stmt, in_loop)
@@ -244,7 +246,7 @@ class ForwardCompiler(ExprCompiler):
             return _Block(self._assert(stmt), False)
         if in_loop:
             fail("'return' inside a for loop is not supported; return after the loop",
-                 stmt.span)
+                 stmt.span, codes.FORWARD)
         return _Block(self._return(stmt), True)
 
     def _aug_assign(self, stmt: n.AugAssign) -> list[str]:
@@ -253,7 +255,7 @@ class ForwardCompiler(ExprCompiler):
         held = self.scope.get(name)
         if held is None or held.kind not in (VALUE, BROKEN):
             fail(f"'{name}' is not a variable of the forward; {stmt.op}= updates one",
-                 stmt.target.span)
+                 stmt.target.span, codes.FORWARD)
         value = self.value(stmt.value)
         if self.instrument:
             call = self.located(f"_operator.i{_IN_PLACE[stmt.op]}", [name, value], stmt.span,
@@ -269,7 +271,8 @@ class ForwardCompiler(ExprCompiler):
         if test.kind == CONST:
             if truthy(test.const):
                 return []
-            fail(message.const if message.kind == CONST else "assertion failed", stmt.span)
+            fail(message.const if message.kind == CONST else "assertion failed",
+                 stmt.span, codes.VALUE)
         if self.instrument:  # the shape pass reports a failing assert at its span
             call = self.located("_torch._assert", [test.code, message.code], stmt.span,
                                 "assert")
@@ -283,7 +286,7 @@ class ForwardCompiler(ExprCompiler):
             return self.message_text(stmt.msg)
         message = self.expr(stmt.msg)
         if message.kind != CONST or not isinstance(message.const, str):
-            fail("an assert's message is a string", stmt.msg.span)
+            fail("an assert's message is a string", stmt.msg.span, codes.TYPE)
         return message
 
     def _assign(self, stmt: n.Assign) -> list[str]:
@@ -349,10 +352,10 @@ class ForwardCompiler(ExprCompiler):
             what = _absent_text(stmt.iter) if iterable.const is None else \
                 f"a constant ({iterable.code})"
             fail(f"can only loop over a list, a sequential, a dict's items() or a value, not "
-                 f"{what}", stmt.iter.span)
+                 f"{what}", stmt.iter.span, codes.TYPE)
         if iterable.kind not in ITERABLE and iterable.kind != CONST:
             fail(f"can only loop over a list, a sequential, a dict's items() or a value, not "
-                 f"{kind_name(iterable)}", stmt.iter.span)
+                 f"{kind_name(iterable)}", stmt.iter.span, codes.TYPE)
         self._bind_loop_target(stmt.target, iterable)
         body = self._block(stmt.body, in_loop=True)
         return [f"for {_target_text(stmt.target)} in {iterable.code}:",
@@ -364,12 +367,12 @@ class ForwardCompiler(ExprCompiler):
         if iterable.kind in ("list", "sequential", MODULES, BROKEN):
             if len(names) != 1:
                 fail(f"{kind_name(iterable)} gives one module per step; loop with one name",
-                     target.span)
+                     target.span, codes.CONTAINER)
             kinds = [MODULE]
         elif iterable.kind == ITEMS:
             if len(names) != 2 or not isinstance(target, n.TupleTarget):
                 fail("a dict's items() gives (key, module) pairs: for key, layer in d.items()",
-                     target.span)
+                     target.span, codes.CONTAINER)
             kinds = [VALUE, MODULE]
         for ident, kind in zip(names, kinds, strict=True):
             if self._check_new_name(ident, "loop variable"):
@@ -407,19 +410,21 @@ class ForwardCompiler(ExprCompiler):
         target = self.expr(func.value)
         if target.kind not in (VALUE, BROKEN) or func.attr.name not in LIST_METHODS:
             fail(f"only a list's {' and '.join(sorted(LIST_METHODS))} can stand alone as a "
-                 f"statement; assign other results to a name", stmt.span)
+                 f"statement; assign other results to a name", stmt.span, codes.FORWARD)
         return [self.expr(stmt.call).code]
 
     def _check_new_name(self, ident: n.Ident, what: str) -> bool:
         name = ident.name
         if keyword.iskeyword(name) or name == "self":
-            self.error(f"'{name}' is reserved in Python and cannot name a {what}", ident.span)
+            self.error(f"'{name}' is reserved in Python and cannot name a {what}", ident.span,
+                       codes.SYNTAX)
             return False
         clash = ("child" if name in self.children else
                  "method" if name in self.method_names else
                  "model parameter or constant" if name in self.consts else None)
         if clash:
-            self.error(f"{what} '{name}' has the same name as a {clash}", ident.span)
+            self.error(f"{what} '{name}' has the same name as a {clash}", ident.span,
+                       codes.DUPLICATE)
             return False
         return True
 

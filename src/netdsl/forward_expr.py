@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import codes
 from . import nodes as n
 from .errors import NetDSLError, Span, UnknownKeyError, did_you_mean, fail
 from .evaluate import OUT_OF_PLACE, arithmetic, check_literal, compared, evaluate, truthy
@@ -105,7 +106,7 @@ class ExprCompiler:
     def expr(self, expr: n.Expr) -> Compiled:
         handler = _HANDLERS.get(type(expr))
         if handler is None:
-            fail(_not_a_value(expr), expr.span)
+            fail(_not_a_value(expr), expr.span, codes.SYNTAX)
         return handler(self, expr)
 
     def value(self, expr: n.Expr) -> str:
@@ -115,11 +116,11 @@ class ExprCompiler:
 
     def require_value(self, compiled: Compiled, span: Span) -> None:
         if compiled.kind not in (VALUE, CONST, BROKEN):
-            fail(f"{kind_name(compiled)} is not a value; call it with an input", span)
+            fail(f"{kind_name(compiled)} is not a value; call it with an input", span, codes.TYPE)
         problem = _literal_problem(compiled.const) if compiled.kind == CONST else None
         if problem is not None:
             fail(f"{describe(problem)} is not a value in a forward (a layer is built as a "
-                 f"child, and called there)", span)
+                 f"child, and called there)", span, codes.TYPE)
 
     def condition(self, expr: n.Expr) -> Compiled:
         """An expression tested for truth: a present child is true, an absent one false."""
@@ -143,13 +144,13 @@ class ExprCompiler:
         using it as a value is an error (:meth:`require_value`), and its code is not Python.
         """
         if isinstance(value, float) and not math.isfinite(value):
-            fail("number is too large", span)
+            fail("number is too large", span, codes.VALUE)
         if _literal_problem(value) is not None:
             return Compiled("<not a value>", CONST, const=value)
         return Compiled(repr(value), CONST, const=value)
 
-    def error(self, message: str, span: Span) -> None:
-        self.errors.append(NetDSLError(message, span))
+    def error(self, message: str, span: Span, code: str) -> None:
+        self.errors.append(NetDSLError(message, span, code=code))
 
     # ------------------------------------------------------------ names
     def _name(self, expr: n.Name) -> Compiled:
@@ -181,18 +182,19 @@ class ExprCompiler:
             return Compiled(FORWARD_CONSTANTS[name], VALUE)
         if name in OPS or name == "children":
             fail(f"'{name}' is a function: call it, as in {name}(x), or use it in a pipeline "
-                 f"(x -> {name})", expr.span)
+                 f"(x -> {name})", expr.span, codes.TYPE)
         if self._file_constant(name):
             return self.constant(self._lookup(name), expr.span)
         if name in DENIED:
             fail(f"'{name}' is not available in a spec: it reaches files or Python objects "
-                 f"(docs/forward-functions.md)", expr.span)
+                 f"(docs/forward-functions.md)", expr.span, codes.UNKNOWN_NAME)
         if name in _PYTHON_MODULES:
             fail(f"'{name}' is not a name in a spec: torch's functions are called by their own "
-                 f"names (relu(x), not {name}.relu(x))", expr.span)
+                 f"names (relu(x), not {name}.relu(x))", expr.span, codes.UNKNOWN_NAME)
         known = [*self.scope, *self.children, *self.tensors, *self.consts, *OPS,
                  *self.method_names]
-        fail(f"undefined name '{name}' {self.where}{did_you_mean(name, known)}", expr.span)
+        fail(f"undefined name '{name}' {self.where}{did_you_mean(name, known)}",
+             expr.span, codes.UNKNOWN_NAME)
 
     def _file_constant(self, name: str) -> bool:
         has = getattr(self.consts, "has_constant", None)
@@ -226,7 +228,7 @@ class ExprCompiler:
         if all(isinstance(p, str) or p.kind == CONST for p in parts):
             return self.constant("".join(p if isinstance(p, str) else str(p.const)
                                          for p in parts), expr.span)
-        fail("an f-string in a forward takes constants only", expr.span)
+        fail("an f-string in a forward takes constants only", expr.span, codes.TYPE)
 
     def message_text(self, expr: n.FString) -> Compiled:
         """An assert's f-string, which may show run-time values: ``'...{}...'.format(t)``
@@ -253,7 +255,8 @@ class ExprCompiler:
         self.require_value(operand, expr.operand.span)
         if operand.kind == CONST:  # as the constant language does it
             if not _is_number(operand.const):
-                fail(f"bad operand for unary {expr.op}: {describe(operand.const)}", expr.span)
+                fail(f"bad operand for unary {expr.op}: {describe(operand.const)}",
+                     expr.span, codes.TYPE)
             return self.constant(-operand.const if expr.op == "-" else operand.const,
                                  expr.span)
         if self.instrument:
@@ -270,12 +273,13 @@ class ExprCompiler:
             # here, not a forward that never returns.
             if expr.op == "@" or not all(_is_number(c.const) for c in (left, right)):
                 fail(f"unsupported operands for {expr.op}: {describe(left.const)} and "
-                     f"{describe(right.const)}", expr.span)
+                     f"{describe(right.const)}", expr.span, codes.TYPE)
             return self.constant(arithmetic(expr.op, left.const, right.const, expr.span,
                                             budget_of(self.consts)), expr.span)
         if expr.op == "**" and right.kind == CONST and isinstance(right.const, int) \
                 and abs(right.const) > MAX_EXPONENT:
-            fail(f"exponent {right.const} is too large (at most {MAX_EXPONENT})", expr.right.span)
+            fail(f"exponent {right.const} is too large (at most {MAX_EXPONENT})",
+                 expr.right.span, codes.VALUE)
         if self.instrument:
             return self.located(f"_operator.{_OPERATORS[expr.op]}", [left.code, right.code],
                                 expr.span, expr.op)
@@ -329,7 +333,7 @@ class ExprCompiler:
         if not set(expr.ops) <= {"==", "!="} or any(o.kind != CONST for o in operands
                                                     if o not in modules):
             fail(f"{kind_name(modules[0])} can only be compared with none (is it there?)",
-                 expr.span)
+                 expr.span, codes.TYPE)
         return [Compiled("None", CONST, const=_PRESENT) if o in modules else o
                 for o in operands]
 
@@ -351,11 +355,12 @@ class ExprCompiler:
         callee = self.expr(func)
         if callee.kind == CONST and callee.const is None:
             fail(f"'{_call_label(func)}' is none here (a child whose condition did not hold); "
-                 f"test it first: if {_call_label(func)} {{ ... }}", func.span)
+                 f"test it first: if {_call_label(func)} {{ ... }}", func.span, codes.FORWARD)
         if callee.kind not in CALLABLE:
             hint = {"list": "; loop over it (for layer in ...) or index it",
                     "dict": "; index it with a key first"}.get(callee.kind, "")
-            fail(f"{kind_name(callee)} cannot be called{hint}", func.span)
+            fail(f"{kind_name(callee)} cannot be called{hint}", func.span,
+                 codes.CONTAINER if hint else codes.TYPE)
         if callee.kind == METHOD and isinstance(func, n.Name):
             self.calls.append((func.id, func.span))
         if self.instrument:
@@ -391,7 +396,7 @@ class ExprCompiler:
     def _builtin(self, name: str, expr: n.Call) -> Compiled:
         if name == "children":
             if expr.args or expr.kwargs:
-                fail("children() takes no arguments", expr.span)
+                fail("children() takes no arguments", expr.span, codes.ARGUMENTS)
             return Compiled("self.children()", MODULES)
         function = self._file_function(name)
         if name in OPS and not (name in NUMBER_OR_TENSOR and isinstance(function, Builtin)):
@@ -408,7 +413,7 @@ class ExprCompiler:
         if runtime or any(isinstance(a, n.Starred) for a in expr.args):
             where = runtime[0].span if runtime else expr.span
             fail(f"{name}() is a function on constants; in a forward its arguments must be "
-                 f"constants (use the ops, such as x.sqrt(), for tensors)", where)
+                 f"constants (use the ops, such as x.sqrt(), for tensors)", where, codes.TYPE)
         given = [Arg(c.const, a.span) for c, a in args]
         named = [Arg(c.const, k.value.span, k.name.name, k.name.span) for c, k in kwargs]
         if isinstance(func, Builtin):
@@ -428,10 +433,10 @@ class ExprCompiler:
         seen: set[str] = set()
         for k in expr.kwargs:
             if k.name.name in seen:
-                fail(f"keyword argument '{k.name.name}' repeated", k.name.span)
+                fail(f"keyword argument '{k.name.name}' repeated", k.name.span, codes.ARGUMENTS)
             if keyword.iskeyword(k.name.name):
                 fail(f"'{k.name.name}' is reserved in Python and cannot name a keyword argument",
-                     k.name.span)
+                     k.name.span, codes.SYNTAX)
             seen.add(k.name.name)
         return parts + [f"{k.name.name}={self.value(k.value)}" for k in expr.kwargs]
 
@@ -445,7 +450,7 @@ class ExprCompiler:
             receiver = self.expr(expr.args[0])
             if receiver.kind == CONST:  # `c -> view(-1)` on a constant would be `1.view(-1)`
                 fail(f"{op.code.lstrip('.')}() is a tensor method; {describe(receiver.const)} "
-                     f"is a constant", expr.args[0].span)
+                     f"is a constant", expr.args[0].span, codes.TYPE)
         params = [p.name for p in op.signature.params] if op.signature is not None else []
         args = [Arg(self._op_argument(a, params[i] if i < len(params) else ""), a.span)
                 for i, a in enumerate(expr.args)]
@@ -457,7 +462,7 @@ class ExprCompiler:
         name = expr.func.id if isinstance(expr.func, n.Name) else "op"
         if op.is_method:
             if not args:
-                fail(f"{name}() needs its input as the first argument", expr.span)
+                fail(f"{name}() needs its input as the first argument", expr.span, codes.ARGUMENTS)
             if self.instrument:
                 return self.located(f"_torch.Tensor{op.code}", parts, expr.span,
                                     op.code.lstrip("."))
@@ -473,7 +478,7 @@ class ExprCompiler:
             compiled = self.expr(node)
             if compiled.kind not in CALLABLE:
                 fail(f"{kind_name(compiled)} is not a function; pass a method (def) or a "
-                     f"child", node.span)
+                     f"child", node.span, codes.TYPE)
             if compiled.kind == METHOD and isinstance(node, n.Name):
                 self.calls.append((node.id, node.span))
             return compiled.code
@@ -484,21 +489,24 @@ class ExprCompiler:
         name = func.attr.name
         if target.kind == "dict" and name in ("items", "keys", "values"):
             if expr.args or expr.kwargs:
-                fail(f"{name}() takes no arguments", expr.span)
+                fail(f"{name}() takes no arguments", expr.span, codes.ARGUMENTS)
             kind = {"items": ITEMS, "keys": VALUE, "values": MODULES}[name]
             return Compiled(f"{target.code}.{name}()", kind, target.plan)
         if target.kind == "dict":
             assert isinstance(target.plan, DictPlan)
             fail(f"unknown key '{name}' for {kind_name(target)}; valid keys: "
-                 f"{', '.join(repr(k) for k, _ in target.plan.items)}", func.attr.span)
+                 f"{', '.join(repr(k) for k, _ in target.plan.items)}",
+                 func.attr.span, codes.UNKNOWN_NAME)
         if target.kind not in (VALUE, BROKEN):
-            fail(f"{kind_name(target)} has no method '{name}' in a forward", func.attr.span)
+            fail(f"{kind_name(target)} has no method '{name}' in a forward",
+                 func.attr.span, codes.UNKNOWN_NAME)
         if name in DENIED:
             fail(f"tensor method '{name}' is not available in a spec: it reaches Python "
                  f"objects, storage or autograd hooks (docs/forward-functions.md)",
-                 func.attr.span)
+                 func.attr.span, codes.UNKNOWN_NAME)
         if name not in METHODS and name not in LIST_METHODS:
-            fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}", func.attr.span)
+            fail(f"unknown tensor method '{name}'{did_you_mean(name, METHODS)}",
+                 func.attr.span, codes.UNKNOWN_NAME)
         arguments = self.argument_list(expr)
         if self.instrument and name not in LIST_METHODS:
             return self.located(f"_torch.Tensor.{name}", [target.code, *arguments], expr.span,
@@ -513,10 +521,11 @@ class ExprCompiler:
             items = dict(target.plan.items)
             if name not in items:
                 fail(f"unknown key '{name}' for {kind_name(target)}; valid keys: "
-                     f"{', '.join(repr(k) for k in items)}", expr.attr.span)
+                     f"{', '.join(repr(k) for k in items)}", expr.attr.span, codes.UNKNOWN_NAME)
             return Compiled(f"{target.code}.{name}", child_kind(items[name]), items[name])
         if target.kind not in (VALUE, BROKEN) or name not in ATTRIBUTES:
-            fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}", expr.attr.span)
+            fail(f"unknown attribute '{name}'{did_you_mean(name, ATTRIBUTES)}",
+                 expr.attr.span, codes.UNKNOWN_NAME)
         if self.instrument:  # a size's .T or a string's .ndim: located in the shape pass
             return self.located(f"_operator.attrgetter({name!r})", [target.code], expr.span,
                                 f".{name}")
@@ -535,7 +544,7 @@ class ExprCompiler:
             return self._list_index(target, target.plan, expr)
         if target.kind == CONST and target.const is None:
             fail("none cannot be indexed (a child whose condition did not hold?)",
-                 expr.value.span)
+                 expr.value.span, codes.FORWARD)
         if target.kind == CONST:
             return self._const_index(target, expr)
         if target.kind == VALUE:
@@ -544,7 +553,7 @@ class ExprCompiler:
                 return self.located("_operator.getitem", [target.code, index.object], expr.span,
                                     "[]")
             return Compiled(f"{target.code}[{index.text}]", VALUE)
-        fail(f"{kind_name(target)} cannot be indexed", expr.value.span)
+        fail(f"{kind_name(target)} cannot be indexed", expr.value.span, codes.TYPE)
 
     def _const_index(self, target: Compiled, expr: n.Index) -> Compiled:
         """A constant indexed by constants is a constant: ``settings[1]``, ``cfg[1:]``."""
@@ -552,7 +561,7 @@ class ExprCompiler:
             else {**self.consts, "_c": target.const}
         # The index is evaluated with the constants; its names must all be constants.
         if not all(self._is_constant_name(name) for name in n.names_in(expr.index)):
-            fail(f"a constant ({target.code}) is indexed by constants", expr.index.span)
+            fail(f"a constant ({target.code}) is indexed by constants", expr.index.span, codes.TYPE)
         node = n.Index(span=expr.span, value=n.Name(span=expr.value.span, id="_c"),
                        index=expr.index)
         return self.constant(evaluate(node, scope), expr.span)
@@ -584,10 +593,11 @@ class ExprCompiler:
         index = self.expr(expr.index)
         position = index.const
         if index.kind != CONST or not isinstance(position, int) or isinstance(position, bool):
-            fail(f"{kind_name(target)} is indexed by an integer constant", expr.index.span)
+            fail(f"{kind_name(target)} is indexed by an integer constant",
+                 expr.index.span, codes.CONTAINER)
         if not -len(items) <= position < len(items):
             fail(f"index {position} is out of range for {kind_name(target)} "
-                 f"({len(items)} items)", expr.index.span)
+                 f"({len(items)} items)", expr.index.span, codes.VALUE)
         item = items[position]
         return Compiled(f"{target.code}[{position}]", child_kind(item), item)
 
@@ -597,10 +607,11 @@ class ExprCompiler:
         for part in (node.lower, node.upper, node.step):
             value = None if part is None else self.expr(part)
             if value is not None and (value.kind != CONST or not isinstance(value.const, int)):
-                fail(f"{kind_name(target)} is sliced by integer constants", part.span)
+                fail(f"{kind_name(target)} is sliced by integer constants",
+                     part.span, codes.CONTAINER)
             bounds.append(None if value is None else value.const)
         if bounds[2] == 0:
-            fail("slice step must not be zero", node.span)
+            fail("slice step must not be zero", node.span, codes.VALUE)
         chosen = slice(*bounds)
         text = ":".join("" if b is None else str(b) for b in bounds[:2]) + (
             f":{bounds[2]}" if bounds[2] is not None else "")
@@ -618,12 +629,12 @@ class ExprCompiler:
             value = key.const
             if value not in keys:
                 fail(f"unknown key {value!r} for {kind_name(target)}; valid keys: {valid}",
-                     expr.index.span)
+                     expr.index.span, codes.UNKNOWN_NAME)
             item = dict(plan.items)[value]
             return Compiled(f"{target.code}[{key.code}]", child_kind(item), item)
         if key.kind != VALUE or not isinstance(expr.index, n.Name):
             fail(f"{kind_name(target)} is indexed by a forward argument or a string",
-                 expr.index.span)
+                 expr.index.span, codes.CONTAINER)
         self.key_args.setdefault(expr.index.id, keys)
         raise_name = self._key_error(target, valid, expr.index.span)
         # Look the dict up once (nn.Module attribute access is not free); the membership test
@@ -641,7 +652,7 @@ class ExprCompiler:
 
         def unknown_key(key: object) -> None:
             raise UnknownKeyError(f"unknown key {key!r} for {what}; valid keys: {valid}", span,
-                                  line)
+                                  line, code=codes.UNKNOWN_NAME)
 
         name = f"_no_key{len(self.namespace)}"
         self.namespace[name] = unknown_key
@@ -658,7 +669,7 @@ class ExprCompiler:
         if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) \
                 and stage.func.id in self.children:
             fail(f"'{stage.func.id}' is a child here, so this stage would call it and then call "
-                 f"its result; write '-> {stage.func.id}'", stage.span)
+                 f"its result; write '-> {stage.func.id}'", stage.span, codes.FORWARD)
         return n.Call(span=expr.span, func=stage, args=[expr.source])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import codes
 from . import nodes as n
 from .errors import Span, fail
 from .evaluate import evaluate, iterate, truthy
@@ -36,7 +37,7 @@ def call_function(func: FunctionRef, args: list[Arg], kwargs: list[Arg], span: S
         chain = " -> ".join([*(k.rsplit(":", 1)[1] for k in active[active.index(key):]),
                              func.name])
         fail(f"function '{func.name}' calls itself ({chain}); recursion is not allowed",
-             span)
+             span, codes.RECURSION)
     globs = getattr(caller, "globals", None)
     world = globs.world if globs is not None else None
     env = bind(f"{func.name}()", func.decl.params, args, kwargs, span,
@@ -55,7 +56,7 @@ def _run_body(decl: n.DefDecl, env: Env) -> Value:
         run(decl.body, env)
     except _Returned as returned:
         return returned.value
-    fail(f"function '{decl.name.name}' ends without returning a value", decl.span)
+    fail(f"function '{decl.name.name}' ends without returning a value", decl.span, codes.VALUE)
 
 
 def _check_return(decl: n.DefDecl, value: Value, span: Span) -> None:
@@ -64,9 +65,10 @@ def _check_return(decl: n.DefDecl, value: Value, span: Span) -> None:
     wanted = PARAM_TYPES.get(decl.returns.name)
     if wanted is None:
         fail(f"unknown return type '{decl.returns.name}'; use one of {', '.join(PARAM_TYPES)}",
-             decl.returns.span)
+             decl.returns.span, codes.UNKNOWN_NAME)
     if not wanted.accepts(value):
-        fail(f"{decl.name.name}() should return {wanted}, but returns {describe(value)}", span)
+        fail(f"{decl.name.name}() should return {wanted}, but returns {describe(value)}",
+             span, codes.TYPE)
 
 
 def run(body: list[n.Stmt], env: Env) -> None:
@@ -100,7 +102,8 @@ def _stmt(stmt: n.Stmt, env: Env) -> None:
     elif isinstance(stmt, n.Assert):
         check_assert(stmt, env)
     else:
-        fail("a function on constants cannot call methods; assign a value instead", stmt.span)
+        fail("a function on constants cannot call methods; assign a value instead",
+             stmt.span, codes.SYNTAX)
 
 
 def check_assert(stmt: n.Assert, env: Env) -> None:
@@ -108,11 +111,11 @@ def check_assert(stmt: n.Assert, env: Env) -> None:
     if truthy(evaluate(stmt.test, env)):
         return
     if stmt.msg is None:
-        fail("assertion failed", stmt.test.span)
+        fail("assertion failed", stmt.test.span, codes.VALUE)
     message = evaluate(stmt.msg, env)
     if not isinstance(message, str):
-        fail(f"an assert's message is a string, got {describe(message)}", stmt.msg.span)
-    fail(message, stmt.span)
+        fail(f"an assert's message is a string, got {describe(message)}", stmt.msg.span, codes.TYPE)
+    fail(message, stmt.span, codes.VALUE)
 
 
 __all__ = ["call_function", "check_assert", "run"]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from . import codes
 from . import nodes as n
 from .errors import NetDSLError, Span, did_you_mean, fail
 from .limits import DEFAULT_LIMITS, Limits, check_depth, check_size
@@ -42,24 +43,24 @@ def read_spec(path: Path, limits: Limits = DEFAULT_LIMITS) -> str:
     try:
         descriptor = os.open(path, _OPEN_FLAGS)
     except OSError as err:
-        raise NetDSLError(_unreadable(path, err)) from None
+        raise NetDSLError(_unreadable(path, err), code=codes.FILE) from None
     mode = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(mode):
         os.close(descriptor)
         kind = "is a directory, not a spec file" if stat.S_ISDIR(mode) else \
             "not a regular file (a FIFO, socket or device)"
-        raise NetDSLError(f"{path}: {kind}")
+        raise NetDSLError(f"{path}: {kind}", code=codes.FILE)
     with os.fdopen(descriptor, "rb") as stream:
         check_size(os.fstat(descriptor).st_size, limits, str(path))  # before reading a byte
         try:
             data = stream.read(limits.max_bytes + 1)
         except OSError as err:
-            raise NetDSLError(_unreadable(path, err)) from None
+            raise NetDSLError(_unreadable(path, err), code=codes.FILE) from None
     check_size(len(data), limits, str(path))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise NetDSLError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        raise NetDSLError(f"{path}: not UTF-8 text (byte {err.start})", code=codes.FILE) from None
 
 
 def _unreadable(path: Path, err: OSError) -> str:
@@ -77,7 +78,7 @@ def parse(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         fail("spec contains a NUL character", Span(path=path, line=line, column=1,
-                                                   end_line=line, end_column=2))
+                                                   end_line=line, end_column=2), codes.FILE)
     return to_nodes(parse_tree(text, path), path)
 
 
@@ -97,7 +98,7 @@ class Loader:
         unit = Unit(parse(text, path, self.limits), text)
         for ident, decl in _declared(unit.spec):
             if ident.name in unit.scope:
-                fail(f"'{ident.name}' is declared twice", ident.span)
+                fail(f"'{ident.name}' is declared twice", ident.span, codes.DUPLICATE)
             unit.scope[ident.name] = (decl, unit)
         for imp in unit.spec.imports:
             self._import(unit, imp, Path(path).parent, stack)
@@ -114,24 +115,25 @@ class Loader:
         target = self._resolve(imp, base)
         if target.resolve() in stack:
             chain = " -> ".join(p.name for p in (*stack, target.resolve()))
-            fail(f"import cycle: {chain}", imp.path_span)
+            fail(f"import cycle: {chain}", imp.path_span, codes.IMPORT)
         imported = self.load_file(target, stack)
         for ident in imp.names:
             found = imported.scope.get(ident.name)
             if found is None:
                 fail(f"'{imp.path}' declares no '{ident.name}'"
-                     f"{did_you_mean(ident.name, imported.scope)}", ident.span)
+                     f"{did_you_mean(ident.name, imported.scope)}", ident.span, codes.IMPORT)
             if ident.name in unit.scope:
-                fail(f"'{ident.name}' is already declared", ident.span)
+                fail(f"'{ident.name}' is already declared", ident.span, codes.DUPLICATE)
             unit.scope[ident.name] = found
 
     def _resolve(self, imp: n.Import, base: Path) -> Path:
         raw = imp.path
         if not raw or PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).is_absolute() \
                 or PureWindowsPath(raw).drive:
-            fail(f"import path '{raw}' must be relative to the importing file", imp.path_span)
+            fail(f"import path '{raw}' must be relative to the importing file",
+                 imp.path_span, codes.IMPORT)
         if ".." in PurePosixPath(raw.replace("\\", "/")).parts:
-            fail(f"import path '{raw}' may not use '..'", imp.path_span)
+            fail(f"import path '{raw}' may not use '..'", imp.path_span, codes.IMPORT)
         target = base / raw
         if self.texts is not None:  # checked when the texts were first loaded
             return target
@@ -140,11 +142,11 @@ class Loader:
             exists = target.is_file()
         except (OSError, RuntimeError, ValueError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else "a symlink loop"
-            fail(f"cannot import '{raw}': {reason.lower()}", imp.path_span)
+            fail(f"cannot import '{raw}': {reason.lower()}", imp.path_span, codes.IMPORT)
         if not inside:
-            fail(f"import path '{raw}' leaves the spec's directory", imp.path_span)
+            fail(f"import path '{raw}' leaves the spec's directory", imp.path_span, codes.IMPORT)
         if not exists:
-            fail(f"cannot import '{raw}': no such file", imp.path_span)
+            fail(f"cannot import '{raw}': no such file", imp.path_span, codes.IMPORT)
         return target
 
 

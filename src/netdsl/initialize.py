@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 import torch
 from torch import nn
 
-from . import work
+from . import codes, work
 from .errors import fail, first_line
 from .plan import RulePlan
 from .rules import rule_arguments
@@ -109,7 +109,8 @@ def apply_rule(rule: RulePlan, param: nn.Parameter, where: str) -> None:
         with torch.no_grad():
             rule.func(param, *args, **kwargs)
     except Exception as err:  # torch's own checks of the arguments, whatever their type
-        fail(f"{rule.rule.func.name}() failed on '{where}': {first_line(err)}", rule.rule.span)
+        fail(f"{rule.rule.func.name}() failed on '{where}': {first_line(err)}",
+             rule.rule.span, codes.INIT)
 
 
 def _python_iterations(rule: RulePlan, param: nn.Parameter) -> int:
@@ -126,7 +127,7 @@ def _python_iterations(rule: RulePlan, param: nn.Parameter) -> int:
 def _fans(rule: RulePlan, param: nn.Parameter, where: str) -> dict[str, int]:
     if param.dim() < 2:
         fail(f"fan_in and fan_out are undefined for '{where}' (shape {tuple(param.shape)}); "
-             f"select it with a rule that does not use them", rule.rule.span)
+             f"select it with a rule that does not use them", rule.rule.span, codes.INIT)
     # torch's own computation, so fan_in matches what kaiming_* and xavier_* use internally.
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(param)
     return {"fan_in": fan_in, "fan_out": fan_out}

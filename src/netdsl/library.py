@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import codes
 from .errors import Span, fail
 from .ops import DTYPES
 from .signatures import Arg, Signature, describe
@@ -79,7 +80,7 @@ def _partial(layer: LayerRef, /, *args: Any, **kwargs: Any) -> None:
 
 def _length(value: Value, span: Span) -> int:
     if not isinstance(value, (tuple, list, str, range)):
-        fail(f"expected a tuple, list, string or range, got {describe(value)}", span)
+        fail(f"expected a tuple, list, string or range, got {describe(value)}", span, codes.TYPE)
     return len(value)
 
 
@@ -92,7 +93,7 @@ def _sized(budget: Budget | None, size: int, span: Span) -> None:
 
 def range_of(args: Sequence[Arg], budget: Budget | None, span: Span) -> range:
     if len(args) == 3 and args[2].value == 0:
-        fail("range() step must not be zero", args[2].span)
+        fail("range() step must not be zero", args[2].span, codes.VALUE)
     return range(*(a.value for a in args))
 
 
@@ -115,7 +116,7 @@ def _sorted(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
     try:
         return sorted(_iterable(args, budget, span))
     except TypeError as err:
-        fail(f"sorted(): {err}", span)
+        fail(f"sorted(): {err}", span, codes.TYPE)
 
 
 def _reversed(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
@@ -140,7 +141,7 @@ def _len(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
 def _sum_of(args: Sequence[Arg], budget: Budget | None, span: Span, start: float = 0) -> Value:
     items = _iterable(args, budget, span)
     if not all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in items):
-        fail("sum() adds numbers only", args[0].span)
+        fail("sum() adds numbers only", args[0].span, codes.TYPE)
     return sum(items, start)
 
 
@@ -159,7 +160,7 @@ def _str(args: Sequence[Arg], budget: Budget | None, span: Span) -> Value:
     try:
         text = str(value)
     except ValueError as err:  # an int too long to print
-        fail(f"str(): {err}", span)
+        fail(f"str(): {err}", span, codes.VALUE)
     _sized(budget, len(text), span)
     return text
 
@@ -172,7 +173,7 @@ def _partial_of(args: Sequence[Arg], budget: Budget | None, span: Span,
                 kwargs: Sequence[Arg] = ()) -> Value:
     layer = args[0]
     if not isinstance(layer.value, LayerRef):
-        fail(f"partial() takes a layer first, got {describe(layer.value)}", layer.span)
+        fail(f"partial() takes a layer first, got {describe(layer.value)}", layer.span, codes.TYPE)
     return layer.value.bind(list(args[1:]), list(kwargs))
 
 
@@ -222,16 +223,16 @@ def call_builtin(builtin: Builtin, args: list[Arg], kwargs: list[Arg], budget: B
         return _call_raw(builtin, args, kwargs, budget, span)
     if builtin.name == "round" and len(args) == 2 and isinstance(args[1].value, int) \
             and abs(args[1].value) > MAX_NDIGITS:
-        fail(f"round(): ndigits is at most {MAX_NDIGITS} either way", args[1].span)
+        fail(f"round(): ndigits is at most {MAX_NDIGITS} either way", args[1].span, codes.VALUE)
     try:
         result = builtin.func(*(a.value for a in args),
                               **{k.name: k.value for k in kwargs if k.name})
     except (TypeError, ValueError, OverflowError) as err:
-        fail(f"{builtin.name}(): {err}", span)
+        fail(f"{builtin.name}(): {err}", span, codes.VALUE)
     if isinstance(result, float) and not math.isfinite(result):
-        fail(f"{builtin.name}() does not give a finite number here", span)
+        fail(f"{builtin.name}() does not give a finite number here", span, codes.VALUE)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
-        fail(f"{builtin.name}(): result is too large", span)
+        fail(f"{builtin.name}(): result is too large", span, codes.VALUE)
     if isinstance(result, int):
         _sized(budget, result.bit_length() // 64, span)  # big integers cost their size
     return result
@@ -245,7 +246,7 @@ def _call_raw(builtin: Builtin, args: list[Arg], kwargs: list[Arg], budget: Budg
     try:
         return builtin.func(args, budget, span, **extra)
     except (TypeError, ValueError, OverflowError) as err:
-        fail(f"{builtin.name}(): {err}", span)
+        fail(f"{builtin.name}(): {err}", span, codes.VALUE)
 
 
 __all__ = ["BUILTINS", "MAX_INT_BITS", "TORCH_DTYPES", "Builtin", "call_builtin", "range_of"]

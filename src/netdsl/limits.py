@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import codes
 from .errors import Span, fail
 
 
@@ -43,7 +44,7 @@ _TOKENS = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[(\[{]|
 def check_size(size: int, limits: Limits, path: str) -> None:
     if size > limits.max_bytes:
         fail(f"spec is {size:,} bytes, over the limit of {limits.max_bytes:,} "
-             f"(Limits.max_bytes, netdsl check --max-bytes)", _start(path))
+             f"(Limits.max_bytes, netdsl check --max-bytes)", _start(path), codes.LIMIT)
 
 
 def check_depth(text: str, limits: Limits, path: str) -> None:
@@ -71,7 +72,7 @@ def check_depth(text: str, limits: Limits, path: str) -> None:
 
 def _fail_at(message: str, path: str, line: int, column: int) -> None:
     fail(message, Span(path=path, line=line, column=column, end_line=line,
-                       end_column=column + 1))
+                       end_column=column + 1), codes.LIMIT)
 
 
 def _start(path: str) -> Span:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import codes
 from . import nodes as n
 from .body import key_of
 from .containers import attributes
@@ -72,9 +73,9 @@ class ModelSink:
         elif isinstance(item, n.InputDecl):
             if self.decl.kind == "block":
                 fail("input declarations belong to models: a block's input comes from where "
-                     "it is used", item.span)
+                     "it is used", item.span, codes.SYNTAX)
             if any(other.name.name == item.name.name for other, _ in self.inputs):
-                fail(f"input '{item.name.name}' is declared twice", item.name.span)
+                fail(f"input '{item.name.name}' is declared twice", item.name.span, codes.DUPLICATE)
             self.inputs.append((item, env.copy()))
             env.notes.setdefault(item.name.name, "a forward input")
         elif isinstance(item, n.Expect):
@@ -87,7 +88,7 @@ class ModelSink:
         elif isinstance(item, n.Init):
             self.inits.append((item, env.copy()))
         else:
-            fail(_misplaced(item), item.span)
+            fail(_misplaced(item), item.span, codes.SYNTAX)
 
     def absent(self, names: list[str]) -> None:
         self.absent_names.update(names)
@@ -104,10 +105,10 @@ class ModelSink:
         """A child's, param's or buffer's name: an attribute of the module, declared once."""
         _check_child_name(name, key)
         if name in self.declared:
-            fail(f"'{name}' is already defined", key.span)
+            fail(f"'{name}' is already defined", key.span, codes.DUPLICATE)
         if name in env and name not in env.params:
             fail(f"'{name}' is already a constant; a {what} needs another name (a parameter "
-                 f"may share its name with a {what})", key.span)
+                 f"may share its name with a {what})", key.span, codes.DUPLICATE)
         self.declared.add(name)
 
     def _tensor(self, item: n.TensorDecl, env: Env) -> None:
@@ -134,17 +135,18 @@ class ModelSink:
 def _check_child_name(name: str, key: n.Ident | n.FString) -> None:
     if not (name.isidentifier() and name.isascii() and not name.startswith("_")):
         fail(f"child name {name!r} is not a name (letters, digits and _, starting with a "
-             f"letter)", key.span)
+             f"letter)", key.span, codes.VALUE)
     check_name(n.Ident(name=name, span=key.span), "child")
     if name in attributes(nn.Module):
         fail(f"child name '{name}' clashes with the nn.Module attribute of that name",
-             key.span)
+             key.span, codes.DUPLICATE)
 
 
 def _check_expectation(expect: n.Expect) -> None:
     if expect.what.name not in EXPECTATIONS:
         fail(f"unknown expectation '{expect.what.name}'; use one of {', '.join(EXPECTATIONS)}"
-             f"{did_you_mean(expect.what.name, EXPECTATIONS)}", expect.what.span)
+             f"{did_you_mean(expect.what.name, EXPECTATIONS)}",
+             expect.what.span, codes.UNKNOWN_NAME)
 
 
 _MISPLACED = {
@@ -187,7 +189,8 @@ def _compile(checker: Checker, sink: ModelSink, env: Env) -> Any:
     """The forward and methods, compiled twice: as they run, and located op by op (for the
     shape pass)."""
     for extra in sink.forwards[1:]:
-        checker.errors.append(NetDSLError("forward is defined twice", extra.span))
+        checker.errors.append(NetDSLError("forward is defined twice",
+                                          extra.span, code=codes.DUPLICATE))
     forward = sink.forwards[0] if sink.forwards else None
     absent = sink.absent_names - sink.declared
     broken = sink.broken_names - set(sink.children) - set(env)
@@ -215,11 +218,13 @@ def _inputs(sink: ModelSink) -> list[InputPlan]:
     for item, _ in sink.inputs:
         if item.name.name not in args:
             fail(f"'{item.name.name}' is not an argument of forward "
-                 f"({', '.join(args)}){did_you_mean(item.name.name, args)}", item.name.span)
+                 f"({', '.join(args)}){did_you_mean(item.name.name, args)}",
+                 item.name.span, codes.UNKNOWN_NAME)
     missing = [a for a in args if a not in declared]
     if missing:
         fail(f"forward argument '{missing[0]}' has no input declaration "
-             f"(input {missing[0]}: [...] or input {missing[0]}: str)", sink.inputs[0][0].span)
+             f"(input {missing[0]}: [...] or input {missing[0]}: str)",
+             sink.inputs[0][0].span, codes.ARGUMENTS)
     return [_input(*declared[a]) for a in args]
 
 
@@ -228,17 +233,17 @@ def _input(item: n.InputDecl, env: Env) -> InputPlan:
     if isinstance(node, n.Name) and node.id in VALUE_TYPES and not env.has_constant(node.id):
         if item.dtype is not None:
             fail(f"a dtype belongs to a tensor input; '{item.name.name}' is a {node.id}",
-                 item.dtype.span)
+                 item.dtype.span, codes.TYPE)
         return InputPlan(item.name.name, None, node.id, item.span)
     if not isinstance(node, n.ListExpr):
         fail("an input is a shape such as [N, 3, 32, 32] or a type (str, int, float, bool)",
-             node.span)
+             node.span, codes.TYPE)
     dtype = "float32" if item.dtype is None else item.dtype.name
     bounds: dict[str, int] = {}
     shape = [dimension(d, env, bounds) for d in node.items]
     if math.prod(d for d in shape if isinstance(d, int)) > MAX_ELEMENTS:
         fail(f"an input has at most {MAX_ELEMENTS:,} elements (torch's sizes are 64-bit)",
-             node.span)
+             node.span, codes.VALUE)
     return InputPlan(item.name.name, shape, "tensor", item.span, DTYPES[dtype], bounds)
 
 
@@ -252,15 +257,16 @@ def dimension(node: n.Expr, env: Env, bounds: dict[str, int] | None = None) -> i
         bound = dimension(node.operands[1], env)
         if not isinstance(bound, int) or bound < 1:
             fail("a symbolic dimension's bound is a positive int (T <= block_size)",
-                 node.operands[1].span)
+                 node.operands[1].span, codes.VALUE)
         bounds[node.operands[0].id] = bound
         return node.operands[0].id
     value = evaluate(node, env)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        negative = isinstance(value, int) and not isinstance(value, bool)
         fail(f"a dimension is a non-negative int or a symbolic name, got {describe(value)}",
-             node.span)
+             node.span, codes.VALUE if negative else codes.TYPE)
     if value > MAX_DIMENSION:
-        fail(f"a dimension is at most {MAX_DIMENSION:,}, got {value:,}", node.span)
+        fail(f"a dimension is at most {MAX_DIMENSION:,}, got {value:,}", node.span, codes.VALUE)
     return value
 
 

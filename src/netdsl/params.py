@@ -12,6 +12,7 @@ import inspect
 import keyword
 from collections.abc import Sequence
 
+from . import codes
 from . import nodes as n
 from .errors import Span, did_you_mean, fail
 from .evaluate import evaluate
@@ -26,9 +27,10 @@ RESERVED = frozenset({"true", "false", "none", "self"})
 def check_name(ident: n.Ident, what: str) -> None:
     """A name the spec gives (a parameter, child, constant, variable) must be usable."""
     if keyword.iskeyword(ident.name):
-        fail(f"'{ident.name}' is reserved in Python and cannot name a {what}", ident.span)
+        fail(f"'{ident.name}' is reserved in Python and cannot name a {what}",
+             ident.span, codes.SYNTAX)
     if ident.name in RESERVED:
-        fail(f"'{ident.name}' is reserved and cannot name a {what}", ident.span)
+        fail(f"'{ident.name}' is reserved and cannot name a {what}", ident.span, codes.SYNTAX)
 
 
 def param_type(param: n.Param) -> SpecType | None:
@@ -38,7 +40,7 @@ def param_type(param: n.Param) -> SpecType | None:
     if found is None:
         fail(f"unknown parameter type '{param.type.name}'; use one of "
              f"{', '.join(PARAM_TYPES)}{did_you_mean(param.type.name, PARAM_TYPES)}",
-             param.type.span)
+             param.type.span, codes.UNKNOWN_NAME)
     none_default = isinstance(param.default, n.Constant) and param.default.value is None
     return found.or_none() if none_default else found
 
@@ -50,11 +52,11 @@ def signature_of(title: str, params: Sequence[n.Param], *, typed: bool) -> Signa
     for p in params:
         check_name(p.name, "parameter")
         if p.name.name in seen:
-            fail(f"'{p.name.name}' cannot name a parameter twice", p.name.span)
+            fail(f"'{p.name.name}' cannot name a parameter twice", p.name.span, codes.DUPLICATE)
         seen.add(p.name.name)
         if typed and p.type is None and not p.varargs:
             fail(f"parameter '{p.name.name}' needs a type: {p.name.name}: int (or float, bool, "
-                 f"str, tuple, list, layer)", p.name.span)
+                 f"str, tuple, list, layer)", p.name.span, codes.TYPE)
         kind = inspect.Parameter.VAR_POSITIONAL if p.varargs else \
             inspect.Parameter.POSITIONAL_OR_KEYWORD
         annotation = param_type(p) or inspect.Parameter.empty

@@ -7,7 +7,8 @@ reads the checkout's file. The LALR parser is built once per process.
 Two jobs besides calling lark: the expressions inside f-strings are parsed here (so that a
 mistake in one is located like any other), and of the two spellings of ``if`` and ``for`` (a
 statement at the start of a line, a conditional expression or a repeat after a value) the one
-the parse can go on with is chosen (see the note in the grammar).
+the parse can go on with is chosen (see the note in the grammar). The messages for Python
+habits and lost brackets, given a failed parse or a parsed tree, come from habits.py.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from . import codes, habits
 from .errors import NetDSLError, Span
 
 GRAMMAR_NAME = "netdsl.lark"
@@ -38,6 +40,7 @@ _TERMINAL_NAMES = {
     "FOR_STMT": "'for'",
     "FOR_EXPR": "'for'",
     "DTYPE": "a dtype",
+    "AUG_OP": "'+='",
     "$END": "end of file",
 }
 
@@ -46,61 +49,6 @@ _SWAPS = {"IF_STMT": "IF_EXPR", "IF_EXPR": "IF_STMT", "FOR_STMT": "FOR_EXPR",
           "FOR_EXPR": "FOR_STMT",
           # A dtype word where a dtype cannot go is a name (a child named `half`).
           "DTYPE": "NAME"}
-
-# Known mistakes, recognised by the parser state they leave it in (lark's match_examples).
-_KNOWN_MISTAKES = {
-    "layer names are torch.nn class names without a prefix: write 'Conv2d(...)', "
-    "not 'nn.Conv2d(...)'": [
-        "model M { a = nn.Conv2d(1, 1, 1) }",
-        "model M { a = sequential { nn.ReLU() } }",
-    ],
-    "a layer needs parentheses, even without arguments: write 'ReLU()'": [
-        "model M { a = ReLU }",
-        "model M { a = sequential { ReLU } }",
-        "model M { a = sequential { ReLU Linear(1, 1) } }",
-    ],
-    "a block of items needs braces: write 'if condition { ... }' (there is no ':' "
-    "after the condition)": [
-        "model M { if a: b = ReLU() }",
-        "model M { forward(x) { if a: x = x } }",
-    ],
-    "a conditional expression is written 'a if condition else b', on one line with its "
-    "value; an 'if' that starts a line starts an if-item": [
-        "model M { let a = b\n if c else d }",
-        "model M { forward(x) { y = x\n if c else x\n return y } }",
-    ],
-    "a conditional value is written 'a if condition else b' (an if with braces is an item or "
-    "a statement, not a value)": [
-        "model M { let a = if true { 1 } else { 2 } }",
-        "model M { a = Linear(1, if true { 1 } else { 2 }) }",
-        "model M { forward(x) { y = if a { x } else { x } return y } }",
-    ],
-    "a tuple is written in parentheses: let a, b = (1, 2)": [
-        "model M { let a, b = 1, 2 }",
-        "model M { let a = 1, 2 }",
-        "model M { forward(x) { a, b = x, x\n return a } }",
-    ],
-    "on the line of a module, 'for' makes a repeat ('Layer(...) for i in range(n)', no "
-    "braces); a for loop item ('for v in values { ... }') starts on a line of its own": [
-        "model M { s = sequential { Linear(2, 2) for i in range(2) { ReLU() } } }",
-    ],
-    "a call's result is assigned to a name (y = fc(x)); only a list's append and extend "
-    "stand alone": [
-        "model M { forward(x) { fc(x) return x } }",
-    ],
-    "a for loop item needs a body in braces ('for v in values { ... }'); a repeat "
-    "('Layer(...) for i in range(n)') is an item of a list or sequential, with its 'for' on "
-    "the line of its item": [
-        "model M { a = list [ Linear(1, 1)\n for i in range(3) ] }",
-        "model M { a = sequential { ReLU()\n for i in range(3) } }",
-        "model M { a = Linear(1, 1) for i in range(3) }",
-    ],
-    "'init' starts an init block: init { Linear.weight: normal(0.0, 0.02) }; a param is "
-    "initialised in its own expression, as torchvision writes it: "
-    "param p = empty(n).normal_(std=0.02)": [
-        "model M { param p = empty(3) init normal(std=0.02) }",
-    ],
-}
 
 
 def grammar_text() -> str:
@@ -192,9 +140,18 @@ def get_parser() -> Lark:
 def parse_tree(text: str, path: str) -> Tree[Token]:
     """Parse ``text`` into lark's tree; syntax errors become located :class:`NetDSLError`."""
     tree = _parse(text, path, "start")
+    _check_habits(tree, text, path)
     if "f'" in text or 'f"' in text:
         _parse_fstrings(tree, path)
     return tree
+
+
+def _check_habits(tree: Tree[Token], text: str, path: str, *, start: int = 0,
+                  prefixes: bool = True) -> None:
+    """A Python spelling that parses is a syntax error too (see habits.hint_for_tree)."""
+    hint = habits.hint_for_tree(tree, text, start=start, prefixes=prefixes)
+    if hint is not None:
+        raise _hint_error(hint, text, path)
 
 
 def _parse(text: str, path: str, start: str) -> Tree[Token]:
@@ -205,7 +162,7 @@ def _parse(text: str, path: str, start: str) -> Tree[Token]:
         raise _syntax_error(err, parser, text, path) from None
     except RecursionError:
         raise NetDSLError("spec is nested too deeply", Span(
-            path=path, line=1, column=1, end_line=1, end_column=2)) from None
+            path=path, line=1, column=1, end_line=1, end_column=2), code=codes.SYNTAX) from None
 
 
 # ---------------------------------------------------------------- f-strings
@@ -272,20 +229,26 @@ def _format_spec(source: str) -> int:
 def _fstring_expr(source: str, token: Token, column: int, path: str) -> Tree[Token]:
     # Padded so that lark counts lines and columns as they are in the file.
     padded = "\n" * ((token.line or 1) - 1) + " " * (column - 1) + source
-    return _parse(padded, path, "expr")
+    tree = _parse(padded, path, "expr")
+    # `self.` only: whether a prefix is a name of the spec is known from the whole file.
+    _check_habits(tree, padded, path, start=len(padded) - len(source), prefixes=False)
+    return tree
 
 
 def _fstring_error(message: str, token: Token, column: int, path: str) -> None:
     line = token.line or 1
     raise NetDSLError(f"syntax error in f-string: {message}",
                       Span(path=path, line=line, column=column, end_line=line,
-                           end_column=column + 1))
+                           end_column=column + 1), code=codes.SYNTAX)
 
 
 # ---------------------------------------------------------------- messages
 
 
 def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> NetDSLError:
+    hint = habits.hint_for_error(err, parser, text, _error_pos(err, text))
+    if hint is not None:
+        return _hint_error(hint, text, path)
     line, column = max(err.line, 1), max(err.column, 1)
     width = 1
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
@@ -293,47 +256,50 @@ def _syntax_error(err: UnexpectedInput, parser: Lark, text: str, path: str) -> N
         line, column = token.line or line, token.column or column
         width = max(len(str(token)), 1)
     span = Span(path=path, line=line, column=column, end_line=line, end_column=column + width)
-    return NetDSLError(_syntax_message(err, parser, text), span)
+    return NetDSLError(_syntax_message(err, parser, text), span, code=codes.SYNTAX)
 
 
 def _syntax_message(err: UnexpectedInput, parser: Lark, text: str) -> str:
-    known = _known_mistake(err, parser)
+    known = habits.known_mistake(err, parser)
     if known:
         return f"syntax error: {known}"
     if isinstance(err, UnexpectedCharacters):
         char = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         return f"syntax error: unexpected character {char!r}"
-    if isinstance(err, UnexpectedEOF) or (
-        isinstance(err, UnexpectedToken) and err.token.type == "$END"
-    ):
+    if habits.at_end(err):
         return f"syntax error: unexpected end of file; expected {_expected(err, parser)}"
     assert isinstance(err, UnexpectedToken)
     shown = str(err.token).strip()
-    return f"syntax error: unexpected {shown!r}; expected {_expected(err, parser)}"
+    message = f"syntax error: unexpected {shown!r}; expected {_expected(err, parser)}"
+    best = habits.misspelt_keyword(err, parser)
+    return message + (f"; did you mean '{best}'?" if best else "")
 
 
-def _known_mistake(err: UnexpectedInput, parser: Lark) -> str | None:
-    if not isinstance(err, UnexpectedToken) or err.state is None:
-        return None
-    return _mistake_states().get((err.state.position, err.token.type))
+def _error_pos(err: UnexpectedInput, text: str) -> int:
+    """Where in the text the parse failed (the end of the text for an unexpected end)."""
+    if habits.at_end(err):
+        return len(text)
+    if isinstance(err, UnexpectedToken):
+        token = _strip_break(err.token) if err.token.type in _SWAPS else err.token
+        return token.start_pos or 0
+    return min(max(getattr(err, "pos_in_stream", 0) or 0, 0), len(text))
 
 
-# lark's match_examples compares the whole parser stack, so an example matches only a mistake
-# at the same nesting depth after the same number of items; the state alone says enough.
-@functools.lru_cache(maxsize=1)
-def _mistake_states() -> dict[tuple[Any, str], str]:
-    """The parser state and token at which each known mistake's examples fail."""
-    states: dict[tuple[Any, str], str] = {}
-    for message, examples in _KNOWN_MISTAKES.items():
-        for example in examples:
-            try:
-                get_parser().parse(example, start="start")
-            except UnexpectedToken as err:
-                if err.state is not None:
-                    states.setdefault((err.state.position, err.token.type), message)
-            except UnexpectedInput:
-                continue
-    return states
+def _hint_error(hint: habits.Hint, text: str, path: str) -> NetDSLError:
+    message, start, end = hint
+    return NetDSLError(f"syntax error: {message}", _span(text, path, start, end),
+                       code=codes.SYNTAX)
+
+
+def _span(text: str, path: str, start: int, end: int) -> Span:
+    """The span of ``text[start:end]``, cut at the end of its first line."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line = text.count("\n", 0, start) + 1
+    newline = text.find("\n", start, end)
+    end = max(newline if newline >= 0 else end, start + 1)
+    column = start - line_start + 1
+    return Span(path=path, line=line, column=column, end_line=line,
+                end_column=column + end - start)
 
 
 # When a name, a number and a string may all come next, the parser wants an expression: say so

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import codes
 from .build import build
 from .errors import NetDSLError, fail, inert
 from .forward import TRACER, Site
@@ -76,7 +77,7 @@ def probe(plan: ModelPlan, input_shape: Sequence[int], *, seed: int | None = Non
             not declared.dtype.is_floating_point:
         fail(f"probe feeds a standard-normal input, but '{declared.name}' is declared "
              f"{str(declared.dtype).removeprefix('torch.')} (token ids?): probe studies models "
-             f"that take float inputs", declared.span)
+             f"that take float inputs", declared.span, codes.TYPE)
     if seed is not None:
         torch.manual_seed(seed)
     model = build(plan)
@@ -100,7 +101,7 @@ def _forward(plan: ModelPlan, model: nn.Module, x: torch.Tensor) -> Any:
     except Exception as err:  # e.g. an --input shape the model cannot take
         fail(f"{plan.name} cannot run on an input of shape {list(x.shape)}: "
              f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}",
-             plan.span)
+             plan.span, codes.SHAPE)
 
 
 @contextmanager
@@ -178,7 +179,7 @@ def _gradients(plan: ModelPlan, model: nn.Module, output: Any) -> list[GradRow]:
     tensor = output[0] if isinstance(output, (tuple, list)) else output
     if not (isinstance(tensor, torch.Tensor) and tensor.requires_grad):
         fail(f"probe --backward: {plan.name}'s output does not depend on its parameters, so "
-             f"there is no gradient to measure", plan.span)
+             f"there is no gradient to measure", plan.span, codes.VALUE)
     tensor.sum().backward()
     return [GradRow(name, p.grad.std().item() if p.grad.numel() > 1 else 0.0,
                     p.grad.norm().item())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import Span
+from .errors import NetDSLWarning, Span
 from .initialize import apply_rules, matches, passes, winning_rule
 from .plan import (
     LayerPlan,
@@ -44,8 +44,10 @@ class Entry:
 
 @dataclass
 class Report:
+    model: str  # the model's name
     entries: list[Entry] = field(default_factory=list)
     unmatched: list[RulePlan] = field(default_factory=list)  # rules that set nothing
+    warnings: list[NetDSLWarning] = field(default_factory=list)  # the same, as diagnostics
 
 
 LayerVisit = Callable[[LayerPlan, nn.Module, str], None]
@@ -90,7 +92,7 @@ def init_report(plan: ModelPlan, model: nn.Module,
     walk(plan, model, "", lambda *_: None, on_rules)
     names = _names_by_parameter(model)
     declared = _declared(plan, model, sources or {})
-    report = Report()
+    report = Report(plan.name)
     for name, param in model.named_parameters():
         rules = setters.get(id(param), [])
         made = declared.get(id(param)) or torch_default(model, name)

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from . import codes
 from .errors import NetDSLError, UsageTypeError
 from .signatures import Signature
 
@@ -108,10 +109,11 @@ class Registry:
                             f"got {type(modules).__name__}")
         for name, module in (modules or {}).items():
             if not (isinstance(name, str) and name.isidentifier() and not name.startswith("_")):
-                raise NetDSLError(f"custom module name {name!r} is not a valid layer name")
+                raise NetDSLError(f"custom module name {name!r} is not a valid layer name",
+                                  code=codes.VALUE)
             if not (inspect.isclass(module) and issubclass(module, nn.Module)):
                 raise NetDSLError(f"custom module {name!r} must be a torch.nn.Module subclass, "
-                                  f"got {module!r}")
+                                  f"got {module!r}", code=codes.TYPE)
         return cls(dict(modules or {}))
 
     def lookup(self, name: str) -> type[nn.Module] | None:

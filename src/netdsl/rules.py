@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from . import codes
 from . import nodes as n
 from .errors import did_you_mean, fail
 from .evaluate import evaluate, evaluate_args, truthy
@@ -71,7 +72,7 @@ def _items(items: list[Any], env: Env, lets: list[n.Let],
         else:
             with collect():
                 fail(f"an init block holds init rules (Linear.weight: normal(0, 0.01)), lets "
-                     f"and ifs, not {_what(item)}", item.span)
+                     f"and ifs, not {_what(item)}", item.span, codes.INIT)
 
 
 def _branch(item: n.IfItem, env: Env, lets: list[n.Let]) -> list[Any]:
@@ -79,7 +80,7 @@ def _branch(item: n.IfItem, env: Env, lets: list[n.Let]) -> list[Any]:
         per_parameter = n.names_in(branch.test) & ({let_name(x) for x in lets} | FAN_NAMES)
         if per_parameter:
             fail(f"'{sorted(per_parameter)[0]}' is known per parameter; an if in init tests "
-                 f"the model's constants", branch.test.span)
+                 f"the model's constants", branch.test.span, codes.INIT)
         if truthy(evaluate(branch.test, env)):
             return branch.body
     return item.orelse or []
@@ -99,12 +100,12 @@ def let_name(let: n.Let) -> str:
 
 def _init_let(let: n.Let, lets: list[n.Let], env: Env, taken: set[str]) -> None:
     if not isinstance(let.target, n.Ident):
-        fail("an init let names one value", let.target.span)
+        fail("an init let names one value", let.target.span, codes.INIT)
     check_name(let.target, "constant")
     name = let.target.name
     if name in FAN_NAMES or name in taken or name in env or any(
             let_name(other) == name for other in lets):
-        fail(f"'{name}' is already defined", let.target.span)
+        fail(f"'{name}' is already defined", let.target.span, codes.DUPLICATE)
     lets.append(let)
 
 
@@ -114,7 +115,7 @@ def _rule(rule: n.InitRule, env: Env, lets: list[n.Let], index: int) -> RulePlan
     func = functions.get(name)
     if func is None:
         fail(f"unknown init function '{rule.func.name}'{did_you_mean(name, functions)}",
-             rule.func.span)
+             rule.func.span, codes.UNKNOWN_NAME)
     target = _target(rule, env)
     needed = n.names_in(rule)
     used_lets = []
@@ -139,10 +140,11 @@ def _target(rule: n.InitRule, env: Env) -> type[nn.Module] | n.ModelDecl | None:
     if not isinstance(value, LayerRef) or value.args or value.kwargs:
         names = env.globals.world.layer_names() if env.globals is not None else []
         fail(f"unknown layer type '{rule.target}'{did_you_mean(rule.target, names)}",
-             rule.target_span)
+             rule.target_span, codes.UNKNOWN_NAME)
     if isinstance(value.target, n.ModelDecl) and value.target.value is not None:
         fail(f"'{rule.target}' is declared as another module ({_declared(value.target)}); "
-             f"select what it builds by that module's type or by path", rule.target_span)
+             f"select what it builds by that module's type or by path",
+             rule.target_span, codes.INIT)
     if isinstance(value.target, n.ModelDecl):
         _check_own_param(rule, value.target, env)
     return value.target
@@ -161,7 +163,7 @@ def _check_own_param(rule: n.InitRule, decl: n.ModelDecl, env: Env) -> None:
               if hidden is not None else "")
     fail(f"'{rule.target}' is the {decl.kind} declared at {decl.name.span}, which has no "
          f"parameter '{rule.param}' of its own: select its children's by path below it "
-         f"({rule.target}.<child>.{rule.param}){shadow}", rule.target_span)
+         f"({rule.target}.<child>.{rule.param}){shadow}", rule.target_span, codes.INIT)
 
 
 def _declared(decl: n.ModelDecl) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import work
+from . import codes, work
 from .build import add_tensor, build_layer
 from .errors import NetDSLError, fail, first_line
 from .evaluate import arithmetic
@@ -208,7 +208,7 @@ class Probe(nn.Module):
             received = ", ".join(self.trace.described(a) for a in args)
             fail(f"{self.plan.call_text()} cannot take its input ({received}): "
                  f"{self.trace.names(first_line(err))}{_dtype_hint(err, args)}",
-                 self.plan.span)
+                 self.plan.span, codes.SHAPE)
 
     def _record(self, shapes: list[tuple[int, ...]], out: Any) -> None:
         first = out[0] if isinstance(out, (tuple, list)) and out else out
@@ -227,7 +227,7 @@ class Probe(nn.Module):
         received = param.read(tuple(args[0].shape))
         if received is None:
             fail(f"{self.plan.call_text()} needs an input with a dimension {param.dim}, but "
-                 f"receives {self.trace.described(args[0])}", self.plan.span)
+                 f"receives {self.trace.described(args[0])}", self.plan.span, codes.SHAPE)
         if self.plan.infer is not None and self.plan.inferred is None:
             self._fill(param, received, args[0])
             return
@@ -236,14 +236,14 @@ class Probe(nn.Module):
         if expected == received or param.param == "normalized_shape":
             return
         if self.trace.second_pass:  # it matched with the first sizes: it follows a symbol
-            fail(self._symbolic(param, received, args[0]), self.plan.span)
+            fail(self._symbolic(param, received, args[0]), self.plan.span, codes.SHAPE)
         if self.plan.inferred is not None:
             fail(f"{self.plan.call_text()} was inferred with {param.param}={expected} from an "
                  f"earlier call, but now receives {self.trace.described(args[0])}",
-                 self.plan.span)
+                 self.plan.span, codes.SHAPE)
         # Report it, then go on as if the spec were right, so later mistakes show too.
         self.trace.errors.append(NetDSLError(
-            self._mismatch(param, expected, received, args[0]), self.plan.span))
+            self._mismatch(param, expected, received, args[0]), self.plan.span, code=codes.SHAPE))
         if self.layer is None:
             self.layer = build_layer(_corrected(self.plan, param, received))
 
@@ -266,10 +266,20 @@ class Probe(nn.Module):
     def _mismatch(self, param: InputDim, expected: Any, received: int,
                   value: torch.Tensor) -> str:
         call = self.plan.call_text()
+        if param.dim == 1 and _channels_last(tuple(value.shape), expected):
+            return (f"{call} expects {expected} {param.what}, but receives {received} "
+                    f"({self.trace.described(value)}): the input looks channels-last "
+                    f"(N, H, W, C); torch's layers take channels first, [N, C, H, W]: declare "
+                    f"the input so and permute the data (x.permute(0, 3, 1, 2))")
         return (f"{call} expects {expected} {param.what}, but receives {received} "
                 f"({self.trace.described(value)}); write "
                 f"{_corrected(self.plan, param, received).call_text()}"
                 f" or leave {param.param} out to infer it")
+
+
+def _channels_last(shape: tuple[int, ...], expected: Any) -> bool:
+    """A 4-d input whose last size is the channel count the layer expects."""
+    return len(shape) == 4 and shape[-1] == expected and shape[1] != expected
 
 
 def _dtype_hint(err: Exception, args: tuple[Any, ...]) -> str:
@@ -351,7 +361,7 @@ def _check_broadcast(trace: Trace, site: Site, args: tuple[Any, ...]) -> None:
     except RuntimeError:
         fail(f"cannot {_ARITHMETIC[site.label]} ({trace.described(left)}) and "
              f"({trace.described(right)}): the shapes do not broadcast"
-             f"{_bound_hint(trace, left, right)}", site.span)
+             f"{_bound_hint(trace, left, right)}", site.span, codes.SHAPE)
 
 
 
@@ -379,11 +389,11 @@ def _site_call(trace: Trace, site: Site, func: Callable[..., Any], args: tuple[A
         raise
     except Exception as err:
         if site.label == "assert":  # the spec's own message
-            fail(trace.names(first_line(err)), site.span)
+            fail(trace.names(first_line(err)), site.span, codes.SHAPE)
         shown = [a for a in args if isinstance(a, (torch.Tensor, list))] or list(args)
         received = trace.names(trace.described(shown))
         fail(f"{site.label} cannot take its inputs ({received}): "
-             f"{trace.names(first_line(err))}", site.span)
+             f"{trace.names(first_line(err))}", site.span, codes.SHAPE)
 
 
 @contextmanager
@@ -399,7 +409,7 @@ def _tracing(trace: Trace) -> Iterator[None]:
         else:
             out = _site_call(trace, site, func, args, kwargs)
         if isinstance(out, int) and out.bit_length() > MAX_INT_BITS:
-            fail("arithmetic error: result is too large", site.span)
+            fail("arithmetic error: result is too large", site.span, codes.VALUE)
         source = trace.source(args)
         trace.label(out, f"{source} -> {site.label}" if source else site.label)
         return out
@@ -419,7 +429,8 @@ def trace_shapes(plan: ModelPlan, inputs: list[InputPlan] | None = None) -> Trac
     if inputs:
         names = sorted({d for i in inputs for d in (i.shape or []) if isinstance(d, str)})
         if len(names) > len(SENTINELS):
-            fail(f"too many symbolic dimensions (at most {len(SENTINELS)})", inputs[0].span)
+            fail(f"too many symbolic dimensions (at most {len(SENTINELS)})",
+                 inputs[0].span, codes.LIMIT)
         first, second = _sentinels(names, _bounds(inputs))
         trace.first_symbols = trace.symbols = first
         trace.second_symbols = second
@@ -496,7 +507,8 @@ def _call(model: nn.Module, inputs: list[InputPlan], values: dict[str, Any],
         except Exception as err:  # Python's own, outside any op (a variable never assigned)
             trace.errors.append(NetDSLError(
                 f"{type(model).__name__}'s forward fails on the declared input: "
-                f"{type(err).__name__}: {trace.names(first_line(err))}", model_span(model)))
+                f"{type(err).__name__}: {trace.names(first_line(err))}",
+                model_span(model), code=codes.FORWARD))
         return None
 
 
@@ -527,7 +539,7 @@ def _report_uninferred(plan: Plan, trace: Trace, has_inputs: bool) -> None:
         reason = ("the forward never calls it" if has_inputs else
                   "the model declares no input shape (input x: [N, ...])")
         trace.errors.append(NetDSLError(
-            f"cannot infer {param} of {layer.call_text()}: {reason}", layer.span))
+            f"cannot infer {param} of {layer.call_text()}: {reason}", layer.span, code=codes.SHAPE))
 
 
 def needs_shapes(plan: ModelPlan) -> bool:

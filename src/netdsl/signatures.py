@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from . import codes
 from .errors import Span, did_you_mean, fail
 
 Value = Any  # int | float | bool | str | None | tuple | list of those
@@ -62,7 +63,7 @@ class Signature:
         if missing:
             names = ", ".join(f"'{m}'" for m in missing)
             fail(f"{self.title} is missing required argument{'s' if len(missing) > 1 else ''} "
-                 f"{names}", call_span)
+                 f"{names}", call_span, codes.ARGUMENTS)
         return bound
 
     def _bind_positional(self, args: Sequence[Arg], bound: dict[str, Any]) -> None:
@@ -78,7 +79,7 @@ class Signature:
                 bound.setdefault(star.name, []).append(arg.value)
             else:
                 fail(f"{self.title} takes {_count(len(positional), 'positional argument')} "
-                     f"but {len(args)} were given", arg.span)
+                     f"but {len(args)} were given", arg.span, codes.ARGUMENTS)
 
     def _bind_keywords(self, kwargs: Sequence[Arg], bound: dict[str, Any]) -> None:
         by_name = {p.name: p for p in self.params
@@ -88,12 +89,13 @@ class Signature:
             assert arg.name is not None
             where = arg.name_span or arg.span
             if arg.name in bound:
-                fail(f"{self.title} got multiple values for argument '{arg.name}'", where)
+                fail(f"{self.title} got multiple values for argument '{arg.name}'",
+                     where, codes.ARGUMENTS)
             self._check_reserved(arg.name, where)
             param = by_name.get(arg.name)
             if param is None and star is None:
                 fail(f"{self.title} got an unexpected keyword argument '{arg.name}'"
-                     f"{did_you_mean(arg.name, by_name)}", where)
+                     f"{did_you_mean(arg.name, by_name)}", where, codes.UNKNOWN_NAME)
             if param is not None:
                 self.check_type(param, arg)
             bound[arg.name] = arg.value
@@ -101,20 +103,21 @@ class Signature:
     def _check_reserved(self, name: str, span: Span) -> None:
         if name in self.reserved:
             fail(f"{self.title} argument '{name}' is set by netdsl.load(..., {name}=...), "
-                 f"not in the spec", span)
+                 f"not in the spec", span, codes.ARGUMENTS)
 
     def check_type(self, param: inspect.Parameter, arg: Arg) -> None:
         accepts = getattr(param.annotation, "accepts", None)
         if accepts is not None:  # a spec type (netdsl.spectypes)
             if not accepts(arg.value):
                 fail(f"{self.title} argument '{param.name}' expects {param.annotation}, got "
-                     f"{describe(arg.value)}", arg.span)
+                     f"{describe(arg.value)}", arg.span, codes.TYPE)
             return
         module_class = getattr(arg.value, "module_class", None)  # a layer given as argument
         if module_class is not None:
             if not _takes_module(param.annotation, module_class):
                 fail(f"{self.title} argument '{param.name}' expects "
-                     f"{type_name(param.annotation)}, got {describe(arg.value)}", arg.span)
+                     f"{type_name(param.annotation)}, got {describe(arg.value)}",
+                     arg.span, codes.TYPE)
             return
         annotation = _implied(param)
         adapter = _adapter(annotation)
@@ -124,7 +127,7 @@ class Signature:
             adapter.validate_python(arg.value, strict=True)
         except ValidationError:
             fail(f"{self.title} argument '{param.name}' expects "
-                 f"{type_name(annotation)}, got {describe(arg.value)}", arg.span)
+                 f"{type_name(annotation)}, got {describe(arg.value)}", arg.span, codes.TYPE)
 
 
 def _implied(param: inspect.Parameter) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from . import codes
 from . import nodes as n
 from .errors import Span, fail, first_line
 from .evaluate import evaluate
@@ -35,7 +36,7 @@ def plan_tensor(decl: n.TensorDecl, model: str, env: Mapping[str, Any], position
     if decl.what == "param" and plan.requires_grad and not (
             tensor.is_floating_point() or tensor.is_complex()):
         fail(f"a param that requires grad is a floating-point tensor, got {tensor.dtype} (make "
-             f"it a buffer, or write param(requires_grad=false))", decl.value.span)
+             f"it a buffer, or write param(requires_grad=false))", decl.value.span, codes.TYPE)
     plan.shape, plan.dtype = tuple(tensor.shape), tensor.dtype
     return plan
 
@@ -47,7 +48,7 @@ def _compile(decl: n.TensorDecl, model: str, env: Mapping[str, Any]) -> Callable
     if compiled.kind != VALUE:
         fail(f"a {decl.what} is a tensor made by torch's functions (zeros(n), "
              f"empty(1, n).normal_(std=0.02)), got {describe(compiled.const)}",
-             decl.value.span)
+             decl.value.span, codes.TYPE)
     filename = f"<netdsl {decl.span.path}:{model}.{decl.name.name}>"
     code = compile(f"def make():\n    return {compiled.code}\n", filename, "exec")
     exec(code, compiler.namespace)  # noqa: S102  # netdsl: generated-code
@@ -58,22 +59,22 @@ def _compile(decl: n.TensorDecl, model: str, env: Mapping[str, Any]) -> Callable
 def _options(decl: n.TensorDecl, plan: TensorPlan, env: Mapping[str, Any]) -> None:
     if decl.args:
         fail(f"{decl.what} options are keywords: {decl.what}({OPTIONS[decl.what]}=false)",
-             decl.args[0].span)
+             decl.args[0].span, codes.ARGUMENTS)
     for option in decl.options:
         if option.name.name != OPTIONS[decl.what]:
             fail(f"unknown {decl.what} option '{option.name.name}' (a {decl.what} takes "
-                 f"{OPTIONS[decl.what]}=...)", option.name.span)
+                 f"{OPTIONS[decl.what]}=...)", option.name.span, codes.UNKNOWN_NAME)
         value = evaluate(option.value, env)
         if not isinstance(value, bool):
             fail(f"{option.name.name} is true or false, got {describe(value)}",
-                 option.value.span)
+                 option.value.span, codes.TYPE)
         setattr(plan, OPTIONS[decl.what], value)
 
 
 def _on_meta(plan: TensorPlan, span: Span) -> torch.Tensor:
     tensor = make_tensor(plan, torch.device("meta"))
     if not isinstance(tensor, torch.Tensor):
-        fail(f"a {plan.what} is a tensor, got {describe(tensor)}", span)
+        fail(f"a {plan.what} is a tensor, got {describe(tensor)}", span, codes.TYPE)
     return tensor
 
 
@@ -85,7 +86,7 @@ def make_tensor(plan: TensorPlan, device: torch.device | None = None) -> Any:
         with device:
             return plan.make()
     except Exception as err:
-        fail(f"{plan.what} '{plan.name}': {first_line(err)}", plan.span)
+        fail(f"{plan.what} '{plan.name}': {first_line(err)}", plan.span, codes.VALUE)
 
 
 # ---------------------------------------------------------------- ties
@@ -97,7 +98,8 @@ def plan_tie(decl: n.TieDecl, children: Mapping[str, Plan], tensors: Mapping[str
     shapes = [_check_path(side, children, tensors) for side in (decl.source, decl.target)]
     if None not in shapes and shapes[0] != shapes[1]:
         fail(f"cannot tie {_dotted(decl.target)} {list(shapes[1] or ())} to "
-             f"{_dotted(decl.source)} {list(shapes[0] or ())}: the shapes differ", decl.span)
+             f"{_dotted(decl.source)} {list(shapes[0] or ())}: the shapes differ",
+             decl.span, codes.SHAPE)
     return TiePlan([i.name for i in decl.target], [i.name for i in decl.source], decl.span,
                    position)
 
@@ -112,12 +114,13 @@ def _check_path(path: list[n.Ident], children: Mapping[str, Plan],
     head = path[0]
     if head.name not in children:
         where = "" if head.name not in tensors else " (tie parameters of children)"
-        fail(f"'{head.name}' is not a child declared before this tie{where}", head.span)
+        fail(f"'{head.name}' is not a child declared before this tie{where}",
+             head.span, codes.UNKNOWN_NAME)
     plan: Plan = children[head.name]
     for part in path[1:-1]:
         found = dict(children_of(plan))
         if part.name not in found:
-            fail(f"'{part.name}' is not a child of '{head.name}'", part.span)
+            fail(f"'{part.name}' is not a child of '{head.name}'", part.span, codes.UNKNOWN_NAME)
         plan = found[part.name]
     last = path[-1]
     shapes = _parameter_shapes(plan)
@@ -125,7 +128,7 @@ def _check_path(path: list[n.Ident], children: Mapping[str, Plan],
         return None
     if last.name not in shapes:
         fail(f"'{last.name}' is not a parameter of {_what(plan)} (it has "
-             f"{', '.join(shapes) or 'none'})", last.span)
+             f"{', '.join(shapes) or 'none'})", last.span, codes.UNKNOWN_NAME)
     return shapes[last.name]
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from . import codes
 from . import nodes as n
 from .errors import Span, fail
 from .signatures import Arg
@@ -151,7 +152,7 @@ class Globals:
         if name in self._lets:
             return self._lets[name]
         if name in self._evaluating:
-            fail(f"'{name}' is defined in terms of itself", let.span)
+            fail(f"'{name}' is defined in terms of itself", let.span, codes.RECURSION)
         self._evaluating.add(name)
         try:
             env = Env(globals=self)
@@ -212,9 +213,11 @@ def bind_target(target: n.Ident | n.TupleTarget, value: Value, env: dict[str, Va
         env[target.name] = value
         return
     if not isinstance(value, (tuple, list)):
-        fail(f"cannot unpack {_kind(value)} into {len(target.items)} names", target.span)
+        fail(f"cannot unpack {_kind(value)} into {len(target.items)} names",
+             target.span, codes.TYPE)
     if len(value) != len(target.items):
-        fail(f"cannot unpack {len(value)} values into {len(target.items)} names", target.span)
+        fail(f"cannot unpack {len(value)} values into {len(target.items)} names",
+             target.span, codes.VALUE)
     for item, part in zip(target.items, value, strict=True):
         bind_target(item, part, env, span)
 
