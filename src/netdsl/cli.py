@@ -180,7 +180,7 @@ def _add_format(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--format", choices=FORMATS, default="text",
         help="text (stderr), json (one object on stdout), github (workflow annotations) or "
-             "sarif (a SARIF 2.1.0 log on stdout); see docs/cli.md")
+             "sarif (a SARIF 2.1.0 log on stdout); see docs/ci.md")
 
 
 def _add_modules(command: argparse.ArgumentParser) -> None:
