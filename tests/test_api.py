@@ -142,3 +142,26 @@ def test_specs_cannot_reach_python(spec: str, tmp_path: Path,
     with pytest.raises(netdsl.NetDSLError):
         netdsl.loads(spec)(torch.ones(1, 1))
     assert not (tmp_path / "canary").exists()
+
+
+def test_a_second_load_does_not_parse_again(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """Issue 12: the same text (and imports) loaded again in a process is not parsed again;
+    an edited file is."""
+    from netdsl import imports
+
+    calls: list[str] = []
+    real = imports.parse_tree
+    monkeypatch.setattr(imports, "parse_tree", lambda text, path: calls.append(path) or
+                        real(text, path))
+    spec = tmp_path / "net.net"
+    spec.write_text("model Net {\n    input x: [N, 4]\n    fc = Linear(4, 2)\n}\n")
+    torch.manual_seed(0)
+    first = netdsl.load(spec)
+    torch.manual_seed(0)
+    second = netdsl.load(spec)
+    assert calls == [str(spec)]
+    assert torch.equal(first.fc.weight, second.fc.weight)
+    spec.write_text("model Net {\n    input x: [N, 4]\n    fc = Linear(4, 3)\n}\n")
+    assert netdsl.load(spec).fc.out_features == 3
+    assert calls == [str(spec), str(spec)]

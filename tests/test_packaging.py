@@ -39,3 +39,24 @@ def test_installed_wheel_reads_its_own_grammar(tmp_path: Path) -> None:
     module_file, count = result.stdout.split()
     assert Path(module_file).is_relative_to(site)
     assert count == "1"
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    """`netdsl --help` and `--version` answer at once: torch is imported only by commands that
+    build (issue 12)."""
+    probe = ("import sys\nfrom netdsl.cli import main\n"
+             "for argv in (['--help'], ['--version'], ['check', '--help']):\n"
+             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "import netdsl\nassert netdsl.__version__\n"
+             "print(sorted(m for m in ('torch', 'lark') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_lazy_names_are_the_public_api() -> None:
+    import netdsl
+
+    assert sorted(netdsl._HOMES) == sorted(n for n in netdsl.__all__ if n != "__version__")
+    for name in netdsl.__all__:
+        assert getattr(netdsl, name) is not None

@@ -5,28 +5,78 @@ trees with a generated forward::
 
     import netdsl
     model = netdsl.load("examples/alexnet.net", num_classes=10)
+
+The names below are imported on first use: ``import netdsl`` alone, and the
+``netdsl --help`` / ``--version`` command, do not import torch.
 """
 
-from .api import (
-    check,
-    diagnose,
-    init_report,
-    load,
-    load_plan,
-    loads,
-    parse,
-    parse_file,
-    probe,
-    reinitialize,
-    summary,
-)
-from .errors import Diagnostic, InternalError, NetDSLError, NetDSLWarning, Span, UnknownKeyError
-from .limits import Limits
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module of the package that defines it
+_HOMES = {
+    **dict.fromkeys(("check", "diagnose", "init_report", "load", "load_plan", "loads", "parse",
+                     "parse_file", "probe", "reinitialize", "summary"), "api"),
+    **dict.fromkeys(("Diagnostic", "InternalError", "NetDSLError", "NetDSLWarning", "Span",
+                     "UnknownKeyError"), "errors"),
+    "Limits": "limits",
+}
 
 __all__ = [
     "Diagnostic", "InternalError", "Limits", "NetDSLError", "NetDSLWarning", "Span",
     "UnknownKeyError", "__version__", "check", "diagnose", "init_report", "load", "load_plan",
     "loads", "parse", "parse_file", "probe", "reinitialize", "summary",
 ]
+
+
+class _Package(types.ModuleType):
+    """The package, with its public names read from their modules on first use.
+
+    Not a module ``__getattr__``: importing ``netdsl.api`` sets the submodules ``netdsl.probe``
+    and ``netdsl.summary`` as attributes of the package, which would then hide the functions of
+    those names. Only the package's own modules, named by the table above, are imported here.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is None:
+            return super().__getattribute__(name)
+        return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from .api import (
+        check,
+        diagnose,
+        init_report,
+        load,
+        load_plan,
+        loads,
+        parse,
+        parse_file,
+        probe,
+        reinitialize,
+        summary,
+    )
+    from .errors import (
+        Diagnostic,
+        InternalError,
+        NetDSLError,
+        NetDSLWarning,
+        Span,
+        UnknownKeyError,
+    )
+    from .limits import Limits

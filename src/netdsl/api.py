@@ -38,8 +38,7 @@ from .expectations import check_expectations
 from .imports import Loader, Unit, read_spec
 from .imports import parse as parse_text
 from .library import MAX_INT_BITS
-from .limits import DEFAULT_LIMITS, Limits
-from .models import MAX_ELEMENTS
+from .limits import DEFAULT_LIMITS, MAX_ELEMENTS, Limits
 from .plan import InputPlan, ModelPlan
 from .probe import ProbeResult
 from .probe import probe as run_probe

@@ -7,21 +7,26 @@ defined on second moments, sqrt(2), not on the std ratio), which the table makes
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
 
-NONLINEARITIES: dict[str, Callable[[torch.Tensor, float | None], torch.Tensor]] = {
-    "tanh": lambda x, _: torch.tanh(x),
-    "relu": lambda x, _: torch.relu(x),
-    "leaky_relu": lambda x, p: F.leaky_relu(x, 0.01 if p is None else p),
-    "sigmoid": lambda x, _: torch.sigmoid(x),
-    "selu": lambda x, _: F.selu(x),
-}
+# The nonlinearities both calculate_gain and the measurement know (the CLI's choices: a name
+# list, so that `netdsl --help` does not import torch).
+NONLINEARITIES = ("leaky_relu", "relu", "selu", "sigmoid", "tanh")
+
+
+def apply(nonlinearity: str, x: torch.Tensor, param: float | None) -> torch.Tensor:
+    import torch  # here, not at the top: see NONLINEARITIES
+    import torch.nn.functional as F
+
+    if nonlinearity == "leaky_relu":
+        return F.leaky_relu(x, 0.01 if param is None else param)
+    functions = {"relu": torch.relu, "selu": F.selu, "sigmoid": torch.sigmoid,
+                 "tanh": torch.tanh}
+    return functions[nonlinearity](x)
 
 
 @dataclass
@@ -39,9 +44,12 @@ class Gain:
 def measure(nonlinearity: str, param: float | None = None, *, samples: int = 10_000,
             seed: int | None = None) -> Gain:
     """``calculate_gain`` and ``std(x) / std(f(x))`` on ``samples`` standard-normal draws."""
+    import torch
+    from torch import nn
+
     if seed is not None:
         torch.manual_seed(seed)
     x = torch.randn(samples)
-    empirical = (x.std() / NONLINEARITIES[nonlinearity](x, param).std()).item()
+    empirical = (x.std() / apply(nonlinearity, x, param).std()).item()
     exact = nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
     return Gain(nonlinearity, param, exact, empirical, samples)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -72,7 +74,32 @@ def _unreadable(path: Path, err: OSError) -> str:
     return f"{path}: cannot read: {err.strerror or err}"
 
 
+# Parsed files, by (text, path, limits): a training script or notebook that loads a spec again
+# does not parse it again. Nodes are frozen, so a cached Spec is shared safely; only texts up
+# to _CACHED_BYTES are kept, so the cache stays small.
+_PARSED: OrderedDict[tuple[str, str, Limits], n.Spec] = OrderedDict()
+_CACHED_FILES = 64
+_CACHED_BYTES = 256 * 1024
+_PARSED_LOCK = threading.Lock()
+
+
 def parse(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
+    """A spec's nodes; the same text, path and limits parse once per process."""
+    key = (text, path, limits)
+    with _PARSED_LOCK:  # loads may run in threads (a DataLoader's workers, a server)
+        if key in _PARSED:
+            _PARSED.move_to_end(key)
+            return _PARSED[key]
+    spec = _parse(text, path, limits)
+    if len(text) <= _CACHED_BYTES:
+        with _PARSED_LOCK:
+            _PARSED[key] = spec
+            if len(_PARSED) > _CACHED_FILES:
+                _PARSED.popitem(last=False)
+    return spec
+
+
+def _parse(text: str, path: str, limits: Limits) -> n.Spec:
     check_size(len(text.encode("utf-8", "surrogatepass")), limits, path)
     check_depth(text, limits, path)
     if "\x00" in text:

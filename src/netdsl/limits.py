@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from . import codes
 from .errors import Span, fail
 
+MAX_ELEMENTS = 2**48  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
+
 
 @dataclass(frozen=True)
 class Limits:

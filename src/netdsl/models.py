@@ -21,6 +21,7 @@ from .containers import attributes
 from .errors import NetDSLError, did_you_mean, fail
 from .evaluate import evaluate
 from .forward import ForwardCompiler
+from .limits import MAX_ELEMENTS
 from .params import check_name
 from .plan import InputPlan, ModelPlan, Plan, TensorPlan, TiePlan
 from .rules import plan_rules
@@ -37,7 +38,6 @@ EXPECTATIONS = ("output", "params")
 VALUE_TYPES = ("str", "int", "float", "bool")  # inputs that are not tensors: `input key: str`
 MAX_DIMENSION = 2**31 - 1
 # Leaves room for the symbolic dimensions' sizes: [2**31 - 1] * 3 overflows torch's storage size.
-MAX_ELEMENTS = 2**48  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 
 
 @dataclass

@@ -17,7 +17,6 @@ from pathlib import Path
 from . import __version__, codes
 from .errors import Diagnostic, inert
 
-FORMATS = ("text", "json", "github", "sarif")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _GITHUB_LEVELS = {"error": "error", "warning": "warning", "note": "notice"}
 
