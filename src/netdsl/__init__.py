@@ -12,7 +12,6 @@ The names below are imported on first use: ``import netdsl`` alone, and the
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -40,14 +39,28 @@ class _Package(types.ModuleType):
 
     Not a module ``__getattr__``: importing ``netdsl.api`` sets the submodules ``netdsl.probe``
     and ``netdsl.summary`` as attributes of the package, which would then hide the functions of
-    those names. Only the package's own modules, named by the table above, are imported here.
+    those names.
     """
 
     def __getattribute__(self, name: str) -> Any:
         home = _HOMES.get(name)
         if home is None:
             return super().__getattribute__(name)
-        return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        return getattr(_home(home), name)
+
+
+def _home(home: str) -> types.ModuleType:
+    if home == "api":
+        from . import api
+
+        return api
+    if home == "errors":
+        from . import errors
+
+        return errors
+    from . import limits
+
+    return limits
 
 
 sys.modules[__name__].__class__ = _Package

@@ -52,6 +52,11 @@ class Report:
         self.texts.append(f"netdsl: error: {message}")
 
     @property
+    def tables(self) -> bool:
+        """Whether a command prints its table: json and sarif are one log on stdout."""
+        return self.fmt in ("text", "github")
+
+    @property
     def exit_code(self) -> int:
         if self.usage_errors:
             return EXIT_USAGE
@@ -103,7 +108,7 @@ def run_summary(args: argparse.Namespace) -> int:
     result = _attempt(report, args.file, lambda: summary(
         args.file, model=args.model, inputs=args.input, limits=args.limits,
         modules=args.layers, **dict(args.param)))
-    if result is not None and args.format in ("text", "github"):  # json and sarif: one log
+    if result is not None and report.tables:
         print(render(result))
     return report.emit(result.as_dict() if result is not None else None)
 
@@ -141,7 +146,7 @@ def run_probe(args: argparse.Namespace) -> int:
         results.append((path, found))
     if args.format == "json":
         return report.emit({"results": [{"file": str(p), **r.as_dict()} for p, r in results]})
-    if args.format != "sarif":
+    if report.tables:
         print("\n\n".join(f"{p}\n{render_probe(r)}" for p, r in results))
     if args.plot is not None:
         try:
@@ -176,7 +181,7 @@ def run_init_report(args: argparse.Namespace) -> int:
                 "shared_with": e.shared_with} for e in found.entries]
     if args.format == "json":
         return report.emit({"entries": entries})
-    if args.format != "sarif":
+    if report.tables:
         print(_report_table(found))
     return report.emit()
 

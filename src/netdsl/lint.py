@@ -8,6 +8,7 @@ changes what is built: ``--strict`` is how a project makes them fail.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel
@@ -80,9 +81,7 @@ def forgotten_flatten(trace: Trace) -> list[NetDSLWarning]:
             continue
         shape = call.inputs[0]
         if len(shape) >= 4 and shape[-1] == shape[-2]:
-            flat = 1
-            for size in shape[1:]:
-                flat *= size
+            flat = math.prod(shape[1:])
             found.append(_warn(
                 f"{plan.written_text()} was inferred on an input of shape "
                 f"{trace.shape_text(shape)}, so it sees only the last dimension "

@@ -44,7 +44,6 @@ class Entry:
 
 @dataclass
 class Report:
-    model: str  # the model's name
     entries: list[Entry] = field(default_factory=list)
     unmatched: list[RulePlan] = field(default_factory=list)  # rules that set nothing
     warnings: list[NetDSLWarning] = field(default_factory=list)  # the same, as diagnostics
@@ -92,7 +91,7 @@ def init_report(plan: ModelPlan, model: nn.Module,
     walk(plan, model, "", lambda *_: None, on_rules)
     names = _names_by_parameter(model)
     declared = _declared(plan, model, sources or {})
-    report = Report(plan.name)
+    report = Report()
     for name, param in model.named_parameters():
         rules = setters.get(id(param), [])
         made = declared.get(id(param)) or torch_default(model, name)
