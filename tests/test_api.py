@@ -165,3 +165,53 @@ def test_a_second_load_does_not_parse_again(monkeypatch: pytest.MonkeyPatch,
     spec.write_text("model Net {\n    input x: [N, 4]\n    fc = Linear(4, 3)\n}\n")
     assert netdsl.load(spec).fc.out_features == 3
     assert calls == [str(spec), str(spec)]
+
+
+def test_a_second_load_is_not_checked_again(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """Issue 12: the checked plan is kept by everything it depends on; the same spec, model,
+    parameters, modules and limits only build again, and what they build is the same."""
+    import torchvision
+
+    from netdsl import api
+
+    checks: list[str] = []
+    real = api.plan_model
+    monkeypatch.setattr(api, "plan_model", lambda unit, decl, *rest: checks.append(
+        decl.name.name) or real(unit, decl, *rest))
+    spec = tmp_path / "alexnet.net"
+    spec.write_text((EXAMPLES / "alexnet.net").read_text(encoding="utf-8"))
+    netdsl.load(spec, device="meta")
+    torch.manual_seed(0)
+    again = netdsl.load(spec)  # the kept plan, built for real
+    assert checks == ["AlexNet"]
+    torch.manual_seed(0)
+    expected = torchvision.models.alexnet()
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
+                                                 expected.state_dict().values(), strict=True))
+    netdsl.load(spec, device="meta", num_classes=10)  # another parameter: checked
+    netdsl.load(spec, device="meta", limits=netdsl.Limits(max_modules=500))  # other limits
+    assert checks == ["AlexNet"] * 3
+    spec.write_text(spec.read_text(encoding="utf-8").replace("Dropout(p=dropout)", "Dropout()"))
+    netdsl.load(spec, device="meta")  # an edited file: checked
+    assert checks == ["AlexNet"] * 4
+
+
+def test_a_kept_plan_is_not_used_for_another_class_of_the_same_name(tmp_path: Path) -> None:
+    """A custom module defined again (a notebook cell run twice) is a new key."""
+    spec = tmp_path / "net.net"
+    spec.write_text("model Net {\n    input x: [N, 4]\n    block = Block()\n}\n")
+
+    def block_class(width: int) -> type[torch.nn.Module]:
+        class Block(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.fc = torch.nn.Linear(4, width)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.fc(x)
+        return Block
+
+    first = netdsl.load(spec, modules={"Block": block_class(2)})
+    second = netdsl.load(spec, modules={"Block": block_class(3)})
+    assert (first.block.fc.out_features, second.block.fc.out_features) == (2, 3)

@@ -24,21 +24,25 @@ def test_wheel_contains_grammar_and_py_typed(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "netdsl/grammar/netdsl.lark" in names
     assert "netdsl/py.typed" in names
-    shipped = zipfile.ZipFile(wheel).read("netdsl/grammar/netdsl.lark").decode()
-    assert shipped == (ROOT / "grammar" / "netdsl.lark").read_text(encoding="utf-8")
+    for name in ("netdsl.lark", "netdsl-tables.json"):
+        shipped = zipfile.ZipFile(wheel).read(f"netdsl/grammar/{name}").decode()
+        assert shipped == (ROOT / "grammar" / name).read_text(encoding="utf-8")
 
 
 def test_installed_wheel_reads_its_own_grammar(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import netdsl; "
-             "print(netdsl.__file__); print(len(netdsl.parse('model M { a = ReLU() }').models))")
+    probe = ("import netdsl; from netdsl import parser; "
+             "print(netdsl.__file__); print(len(netdsl.parse('model M { a = ReLU() }').models)); "
+             "print(parser._grammar_file(parser.TABLES_NAME)); "
+             "print(parser._shipped_tables(parser.grammar_text()) is not None)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, env={"PYTHONPATH": str(site), "PATH": ""})
-    module_file, count = result.stdout.split()
+    module_file, count, tables, used = result.stdout.split()
     assert Path(module_file).is_relative_to(site)
     assert count == "1"
+    assert Path(tables).is_relative_to(site) and used == "True"  # read, not built
 
 
 def test_help_and_version_do_not_import_torch() -> None:

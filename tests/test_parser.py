@@ -5,16 +5,22 @@ from __future__ import annotations
 import itertools
 import string
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 import netdsl
 from netdsl import codes
 from netdsl import nodes as n
+from netdsl import parser as parser_module
 from netdsl.habits import _Scan
 from netdsl.parser import build_parser, grammar_text
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LENET = """\
 # LeNet
@@ -37,6 +43,41 @@ def test_grammar_builds_in_strict_mode() -> None:
 
 def test_grammar_file_is_the_shipped_one() -> None:
     assert grammar_text().startswith("// The netdsl language")
+
+
+def test_the_shipped_tables_are_made_from_this_grammar() -> None:
+    # If this fails, the grammar (or lark) changed: run `python -m netdsl.parser`.
+    assert parser_module._shipped_tables(grammar_text()) is not None, \
+        "grammar/netdsl-tables.json is stale: run python -m netdsl.parser"
+
+
+def test_the_shipped_tables_parse_as_a_parser_built_from_the_grammar() -> None:
+    # LALR state numbers differ from build to build (set order), so compare what they parse:
+    # every spec in the repository, and the error each bad case gets.
+    shipped, built = parser_module.get_parser(), build_parser(strict=True)
+    texts = [p.read_text(encoding="utf-8") for p in sorted(ROOT.glob("**/*.net"))
+             if ".venv" not in p.parts]
+    assert len(texts) > 100
+    for text in texts:
+        assert _outcome(shipped, text) == _outcome(built, text)
+
+
+def test_the_parser_is_read_from_the_tables_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unbuildable(parser_module.Lark):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise AssertionError("built the LALR tables")
+
+    monkeypatch.setattr(parser_module, "Lark", Unbuildable)
+    parsed = build_parser().parse("model A { Linear(3, 4) }", start="start")
+    assert parsed.data == "start"
+
+
+def _outcome(parser: Any, text: str) -> object:
+    try:
+        return parser.parse(text, start="start")
+    except UnexpectedInput as err:
+        return (type(err).__name__, err.line, err.column, sorted(err.expected)
+                if isinstance(err, UnexpectedToken) else None)
 
 
 def test_parse_returns_nodes_with_spans() -> None:

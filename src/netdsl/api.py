@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import codes, lint, pickling, provenance, work
+from . import codes, lint, pickling, plancache, provenance, work
 from . import nodes as n
 from .build import build, count_parameters, has_rules
 from .check import Checker
@@ -130,9 +130,12 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
              params: Mapping[str, Any], made: pickling.Recipe) -> nn.Module:
     device = _device(device)
-    plan = _ready_plan(unit, model, modules, limits, params)
-    if device is None or torch.device(device).type != "meta":
-        _check_params(plan, limits.max_params, "Limits.max_params")
+    kept = plancache.checked(made, lambda: _ready_plan(unit, model, modules, limits, params))
+    plan = kept.plan
+    if device is None or device.type != "meta":
+        if kept.counts is None:
+            kept.counts = count_parameters(plan)
+        _check_params(plan, limits.max_params, "Limits.max_params", kept.counts)
     classes: dict[Any, type[nn.Module]] = {}
     budget = work.current()
     if budget is not None and (device is None or device.type != "meta"):
@@ -152,17 +155,19 @@ def rebuild_classes(made: pickling.Recipe) -> list[type[nn.Module]]:
             unit = loader.load_file(Path(made.path))
         else:
             unit = loader.load_text(texts[made.name], made.name)
-        plan = _ready_plan(unit, made.model, dict(made.modules), made.limits, dict(made.params))
+        plan = plancache.checked(made, lambda: _ready_plan(
+            unit, made.model, dict(made.modules), made.limits, dict(made.params))).plan
         classes: dict[Any, type[nn.Module]] = {}
         with torch.device("meta"):
             build(plan, classes)
     return list(classes.values())
 
 
-def _check_params(plan: ModelPlan, budget: int, setting: str) -> int:
-    """Count parameters and buffers on the meta device; refuse before a real build allocates
-    them. Returns the parameter count."""
-    params, buffers = count_parameters(plan)
+def _check_params(plan: ModelPlan, budget: int, setting: str,
+                  counts: tuple[int, int] | None = None) -> int:
+    """Count parameters and buffers on the meta device (unless counted already); refuse before a
+    real build allocates them. Returns the parameter count."""
+    params, buffers = counts if counts is not None else count_parameters(plan)
     if params + buffers > budget:
         what = f"{params:,} parameters" + (f" and {buffers:,} buffer elements" if buffers else "")
         fail(f"{plan.name} has {what}, over the limit of {budget:,} ({setting}; "

@@ -8,6 +8,7 @@ changes what is built: ``--strict`` is how a project makes them fail.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 
@@ -33,9 +34,17 @@ def _nodes(root: BaseModel) -> Iterator[BaseModel]:
         value = stack.pop()
         if isinstance(value, BaseModel):
             yield value
-            stack += [getattr(value, name) for name in type(value).model_fields]
+            stack += [child for name in _child_fields(type(value))
+                      if isinstance(child := getattr(value, name), (BaseModel, list, tuple))]
         elif isinstance(value, (list, tuple)):
-            stack += value
+            stack += [v for v in value if isinstance(v, (BaseModel, list, tuple))]
+
+
+@functools.cache
+def _child_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a node class that can hold nodes: not its spans (a tenth of the walk)."""
+    return tuple(name for name in cls.model_fields
+                 if name != "span" and not name.endswith("_span"))
 
 
 def mentioned(root: BaseModel) -> set[str]:

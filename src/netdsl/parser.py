@@ -2,7 +2,8 @@
 
 The grammar file is ``grammar/netdsl.lark`` at the top of the repository; wheels carry a copy
 inside the package (``netdsl/grammar/netdsl.lark``, see pyproject.toml), and an editable install
-reads the checkout's file. The LALR parser is built once per process.
+reads the checkout's file. The LALR parser is made once per process, from tables shipped beside
+the grammar (see build_parser).
 
 Two jobs besides calling lark: the expressions inside f-strings are parsed here (so that a
 mistake in one is located like any other), and of the two spellings of ``if`` and ``for`` (a
@@ -15,18 +16,26 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 from collections.abc import Iterator
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+import lark
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
+from lark.parse_tree_builder import ExpandSingleChild, PropagatePositions
 
 from . import codes, habits
 from .errors import NetDSLError, Span
 
 GRAMMAR_NAME = "netdsl.lark"
+TABLES_NAME = "netdsl-tables.json"
 
 # Readable names for the grammar's named terminals in "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -53,11 +62,14 @@ _SWAPS = {"IF_STMT": "IF_EXPR", "IF_EXPR": "IF_STMT", "FOR_STMT": "FOR_EXPR",
 
 def grammar_text() -> str:
     """The grammar, from the installed package or, in a checkout, from ``grammar/``."""
-    packaged = resources.files("netdsl").joinpath("grammar").joinpath(GRAMMAR_NAME)
+    return _grammar_file(GRAMMAR_NAME).read_text(encoding="utf-8")
+
+
+def _grammar_file(name: str) -> Traversable:
+    packaged = resources.files("netdsl").joinpath("grammar").joinpath(name)
     if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parents[2] / "grammar" / GRAMMAR_NAME
-    return checkout.read_text(encoding="utf-8")
+        return packaged
+    return Path(__file__).resolve().parents[2] / "grammar" / name
 
 
 def _strip_break(token: Token) -> Token:
@@ -75,19 +87,86 @@ def _strip_break(token: Token) -> Token:
                  end_column=column + len(word), end_pos=start + len(word))
 
 
+# Building the LALR tables from the grammar takes ~0.4 s, in every process; the tables are
+# shipped instead (grammar/netdsl-tables.json, made by `python -m netdsl.parser`, and kept current
+# by a test) and read in ~25 ms. They are used only when made from this very grammar by this
+# lark version; otherwise (an edited grammar in a checkout, another lark) the parser is built.
+_OPTIONS: dict[str, Any] = {"parser": "lalr", "propagate_positions": True,
+                            "maybe_placeholders": True, "start": ["start", "expr"]}
+_CALLBACKS = {"IF_STMT": _strip_break, "FOR_STMT": _strip_break}
+
+
 def build_parser(*, strict: bool = False) -> Lark:
-    parser = Lark(
-        grammar_text(),
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        strict=strict,
-        start=["start", "expr"],
-        lexer_callbacks={"IF_STMT": _strip_break, "FOR_STMT": _strip_break},
-    )
+    """The parser; from the shipped tables when they match the grammar (``strict`` builds)."""
+    grammar = grammar_text()
+    tables = None if strict else _shipped_tables(grammar)
+    if tables is not None:
+        parser = Lark._load_from_dict(tables["data"], tables["memo"],
+                                      lexer_callbacks=_CALLBACKS)
+    else:
+        parser = Lark(grammar, strict=strict, lexer_callbacks=_CALLBACKS, **_OPTIONS)
     frontend: Any = parser.parser
     frontend.lexer = _KeywordLexer(frontend.lexer)
+    _pass_unit_rules_through(frontend.parser.parser.callbacks)
     return parser
+
+
+def _pass_unit_rules_through(callbacks: dict[Rule, Any]) -> None:
+    """``?arith: term`` and the rest of the expression chain hand their one child up unchanged:
+    each argument of ``Linear(64, 64)`` is reduced through a dozen of them. lark's position
+    wrapper still recomputes the child's container positions from the child itself at each
+    (setting them to what they are), which was a third of the parse of a long file; these
+    rules' callbacks become the identity they are."""
+    for rule, callback in callbacks.items():
+        if (len(rule.expansion) == 1 and isinstance(callback, PropagatePositions)
+                and isinstance(callback.node_builder, ExpandSingleChild)):
+            callbacks[rule] = _only_child
+
+
+def _only_child(children: list[Any]) -> Any:
+    return children[0]
+
+
+def _fingerprint(grammar: str) -> dict[str, str]:
+    return {"grammar_sha256": hashlib.sha256(grammar.encode("utf-8")).hexdigest(),
+            "lark": lark.__version__}
+
+
+def tables_text(grammar: str) -> str:
+    """The LALR tables of ``grammar`` as JSON, with what they were made from."""
+    built = Lark(grammar, **_OPTIONS)
+    data, memo = built.memo_serialize([TerminalDef, Rule])
+    tables = {**_fingerprint(grammar), "data": data, "memo": memo}
+    return json.dumps(tables, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def read_tables(text: str) -> dict[str, Any]:
+    """Tables from their JSON text: JSON's object keys are strings, lark's state and memo keys
+    ints (a test parses every example with these and with a parser built afresh)."""
+    def keys(pairs: list[tuple[str, Any]]) -> dict[Any, Any]:
+        return {int(k) if k.isdigit() else k: v for k, v in pairs}
+    found: dict[str, Any] = json.loads(text, object_pairs_hook=keys)
+    return found
+
+
+def _shipped_tables(grammar: str) -> dict[str, Any] | None:
+    shipped = _grammar_file(TABLES_NAME)
+    if not shipped.is_file():
+        return None
+    tables = read_tables(shipped.read_text(encoding="utf-8"))
+    fingerprint = _fingerprint(grammar)
+    if any(tables.get(key) != value for key, value in fingerprint.items()):
+        return None
+    return tables
+
+
+def write_tables() -> Path:
+    """Make grammar/netdsl-tables.json from grammar/netdsl.lark (in a checkout)."""
+    grammar = Path(__file__).resolve().parents[2] / "grammar"
+    target = grammar / TABLES_NAME
+    target.write_text(tables_text((grammar / GRAMMAR_NAME).read_text(encoding="utf-8")),
+                      encoding="utf-8")
+    return target
 
 
 class _KeywordLexer:
@@ -343,3 +422,7 @@ def _describe_terminal(name: str, parser: Lark) -> str:
     if pattern.type == "str":
         return repr(pattern.value)
     return name.lower()
+
+
+if __name__ == "__main__":  # python -m netdsl.parser: remake the shipped tables
+    print(f"wrote {write_tables()}")

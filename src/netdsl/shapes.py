@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import codes, work
+from . import codes, shaperules, work
 from .build import add_tensor, build_layer
 from .errors import NetDSLError, fail, first_line
 from .evaluate import arithmetic
@@ -167,12 +167,14 @@ def _recurrent(layer: nn.RNNBase, args: tuple[Any, ...], kwargs: dict[str, Any])
 class Probe(nn.Module):
     """Stands in for one layer during the shape pass."""
 
+    layer: nn.Module | None  # built on the first call that no shape rule answers
+
     def __init__(self, plan: LayerPlan, trace: Trace):
         super().__init__()
-        self.plan = plan
-        self.trace = trace
-        self.layer: nn.Module | None = None
-        self.path = ""
+        # Plain attributes, set past nn.Module.__setattr__ (which looks each name up in five
+        # dicts first): a 45,000-layer spec makes 45,000 probes.
+        self.__dict__.update(plan=plan, trace=trace, layer=None, path="", _call=None,
+                             _input_dim=input_dim(layer_signature(plan.cls, plan.name)))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         work.spend(LAYER_CALL_STEPS, self.plan.span)
@@ -192,13 +194,17 @@ class Probe(nn.Module):
     def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
         if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
             return None
-        return (self.plan.cls, self.plan.call_text(), tuple(args[0].shape), args[0].dtype,
-                self.training)
+        if self._call is None:  # after the first call's _check_input_dim filled in the plan
+            self.__dict__["_call"] = (self.plan.cls, self.plan.call_text())
+        return (*self._call, tuple(args[0].shape), args[0].dtype, self.training)
 
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.layer is None:
             self.layer = build_layer(self.plan)
         try:
+            computed = shaperules.layer_output(self.layer, args, kwargs)
+            if computed is not None:
+                return computed
             if isinstance(self.layer, nn.RNNBase):
                 return _recurrent(self.layer, args, kwargs)
             return self.layer(*args, **kwargs)
@@ -213,14 +219,16 @@ class Probe(nn.Module):
     def _record(self, shapes: list[tuple[int, ...]], out: Any) -> None:
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         output = tuple(first.shape) if isinstance(first, torch.Tensor) else None
-        call = self.trace.calls.setdefault(id(self.plan),
-                                           LayerCall(self.path, self.plan, shapes, output))
+        call = self.trace.calls.get(id(self.plan))
+        if call is None:
+            call = self.trace.calls[id(self.plan)] = LayerCall(self.path, self.plan, shapes,
+                                                               output)
         if self.trace.second_pass and call.second is None:
             call.second = output
         self.trace.label(out, self.path or self.plan.name)
 
     def _check_input_dim(self, args: tuple[Any, ...]) -> None:
-        found = input_dim(layer_signature(self.plan.cls, self.plan.name))
+        found = self._input_dim
         if found is None or not args or not isinstance(args[0], torch.Tensor):
             return
         param, position = found
@@ -356,9 +364,7 @@ def _check_broadcast(trace: Trace, site: Site, args: tuple[Any, ...]) -> None:
     left, right = args
     if not (isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor)):
         return
-    try:
-        torch.broadcast_shapes(left.shape, right.shape)
-    except RuntimeError:
+    if shaperules.broadcast(left.shape, right.shape) is None:
         fail(f"cannot {_ARITHMETIC[site.label]} ({trace.described(left)}) and "
              f"({trace.described(right)}): the shapes do not broadcast"
              f"{_bound_hint(trace, left, right)}", site.span, codes.SHAPE)
@@ -383,6 +389,9 @@ def _is_size(value: Any) -> bool:
 
 def _site_call(trace: Trace, site: Site, func: Callable[..., Any], args: tuple[Any, ...],
           kwargs: dict[str, Any]) -> Any:
+    computed = shaperules.op_output(func, args, kwargs)
+    if computed is not None:
+        return computed
     try:
         return func(*args, **kwargs)
     except NetDSLError:

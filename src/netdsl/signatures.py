@@ -34,6 +34,17 @@ class Arg:
     name_span: Span | None = None
 
 
+@functools.lru_cache(maxsize=1024)
+def _parameters(func: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
+    """A callable's parameters, read once: an init rule binds its arguments for every parameter
+    it sets (a ResNet-50: ~160 times a load)."""
+    try:  # annotations written as strings (PEP 563) are resolved in the callable's module
+        signature = inspect.signature(func, eval_str=True)
+    except Exception:  # an annotation that cannot be resolved: keep it unchecked
+        signature = inspect.signature(func)
+    return tuple(signature.parameters.values())
+
+
 @dataclass(frozen=True)
 class Signature:
     """The parameters a callable accepts, minus the ones netdsl supplies itself."""
@@ -45,12 +56,11 @@ class Signature:
 
     @classmethod
     def of(cls, title: str, func: Callable[..., Any], skip: int = 0) -> Signature:
-        try:  # annotations written as strings (PEP 563) are resolved in the callable's module
-            signature = inspect.signature(func, eval_str=True)
-        except Exception:  # an annotation that cannot be resolved: keep it unchecked
-            signature = inspect.signature(func)
-        params = tuple(signature.parameters.values())[skip:]
-        return cls(title, params)
+        try:
+            params = _parameters(func)
+        except TypeError:  # unhashable: not kept
+            params = _parameters.__wrapped__(func)
+        return cls(title, params[skip:])
 
     def bind(self, args: Sequence[Arg], kwargs: Sequence[Arg], call_span: Span) -> dict[str, Any]:
         """Map arguments to parameter names as Python would, failing at the offending argument."""
