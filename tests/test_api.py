@@ -215,3 +215,28 @@ def test_a_kept_plan_is_not_used_for_another_class_of_the_same_name(tmp_path: Pa
     first = netdsl.load(spec, modules={"Block": block_class(2)})
     second = netdsl.load(spec, modules={"Block": block_class(3)})
     assert (first.block.fc.out_features, second.block.fc.out_features) == (2, 3)
+
+
+def test_a_check_pauses_the_cyclic_collector_and_puts_it_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: the collector is off while a check runs (it was half the time of a 1 MiB spec)
+    and as it was afterwards, also after an error; a program that turned it off keeps it off."""
+    import gc
+
+    from netdsl import api
+
+    during: list[bool] = []
+    real = api.trace_shapes
+    monkeypatch.setattr(api, "trace_shapes", lambda *a: during.append(gc.isenabled()) or real(*a))
+    assert gc.isenabled()
+    netdsl.check(EXAMPLES / "lenet.net")
+    assert during == [False] and gc.isenabled()
+    with pytest.raises(netdsl.NetDSLError):
+        netdsl.loads("model M { a = Linear(2, 3) b = Nope() }")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        netdsl.check(EXAMPLES / "lenet.net")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

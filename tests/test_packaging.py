@@ -46,13 +46,13 @@ def test_installed_wheel_reads_its_own_grammar(tmp_path: Path) -> None:
 
 
 def test_help_and_version_do_not_import_torch() -> None:
-    """`netdsl --help` and `--version` answer at once: torch is imported only by commands that
-    build (issue 12)."""
+    """`netdsl --help` and `--version` answer at once: torch, lark and pydantic are imported
+    only by the commands (issue 12)."""
     probe = ("import sys\nfrom netdsl.cli import main\n"
              "for argv in (['--help'], ['--version'], ['check', '--help']):\n"
              "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
              "import netdsl\nassert netdsl.__version__\n"
-             "print(sorted(m for m in ('torch', 'lark') if m in sys.modules))")
+             "print(sorted(m for m in ('torch', 'lark', 'pydantic') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True)
     assert result.stdout.splitlines()[-1] == "[]"

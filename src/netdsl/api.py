@@ -347,7 +347,7 @@ def _diagnose_unit(unit: Unit, model: str | None,
             break  # a limit ends the file's check: the rest would only repeat it
         found += _check_decl(unit, decl, Checker(registry, limits, budget=budget), mentions,
                              params)
-        found += lint.unused(decl)
+        found += lint.unused(decl, mentions)
     return found
 
 
@@ -362,7 +362,7 @@ def _check_lets(unit: Unit, checker: Checker) -> list[NetDSLError]:
 
 
 def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker,
-                mentions: dict[str, set[int]], params: Mapping[str, Any] | None = None
+                mentions: lint.Mentions, params: Mapping[str, Any] | None = None
                 ) -> list[Diagnostic]:
     try:
         required = [] if params else _required(checker, decl, unit)

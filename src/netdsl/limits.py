@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import codes
-from .errors import Span, fail
+
+if TYPE_CHECKING:
+    from .errors import Span
 
 MAX_ELEMENTS = 2**48  # torch's sizes are 64-bit; a shape this wide is a mistake anyway
 
@@ -43,8 +46,13 @@ _TOKENS = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[(\[{]|
                      r"""|[\w.]+|->|\*\*|//|[=!<>]=|[^\s\w]""")
 
 
+# netdsl.errors (and pydantic, ~0.1 s) is imported only to report a limit: the CLI reads Limits
+# for its flags, and `netdsl --help` should not wait for it.
+
+
 def check_size(size: int, limits: Limits, path: str) -> None:
     if size > limits.max_bytes:
+        from .errors import fail
         fail(f"spec is {size:,} bytes, over the limit of {limits.max_bytes:,} "
              f"(Limits.max_bytes, netdsl check --max-bytes)", _start(path), codes.LIMIT)
 
@@ -73,9 +81,11 @@ def check_depth(text: str, limits: Limits, path: str) -> None:
 
 
 def _fail_at(message: str, path: str, line: int, column: int) -> None:
+    from .errors import Span, fail
     fail(message, Span(path=path, line=line, column=column, end_line=line,
                        end_column=column + 1), codes.LIMIT)
 
 
 def _start(path: str) -> Span:
+    from .errors import Span
     return Span(path=path, line=1, column=1, end_line=1, end_column=2)

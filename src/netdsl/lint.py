@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
@@ -61,9 +62,9 @@ def mentioned(root: BaseModel) -> set[str]:
     return found
 
 
-def unused(decl: n.ModelDecl) -> list[NetDSLWarning]:
+def unused(decl: n.ModelDecl, mentions: Mentions | None = None) -> list[NetDSLWarning]:
     """Parameters, lets and (where the model has its own forward) children nothing mentions."""
-    used = mentioned(decl)
+    used = mentions.by_item[id(decl)] if mentions is not None else mentioned(decl)
     found = [_warn(f"parameter '{p.name.name}' of {decl.name.name} is never used",
                    p.name.span, codes.UNUSED)
              for p in decl.params or [] if p.name.name not in used]
@@ -147,19 +148,27 @@ def empty(spec: n.Spec) -> list[NetDSLWarning]:
     return [_warn("declares no model or block: nothing to check", where, codes.EMPTY)]
 
 
-def mentioners(spec: n.Spec) -> dict[str, set[int]]:
-    """For each name, the declarations, lets and functions of the file that mention it (by
-    ``id``): read once per file, so a file of many blocks stays linear."""
-    found: dict[str, set[int]] = {}
+@dataclass
+class Mentions:
+    """What the declarations, lets and functions of a file mention, read once per file, so a
+    file of many blocks stays linear: by item (its ``id``) and, for each name, who."""
+
+    by_item: dict[int, set[str]] = field(default_factory=dict)
+    by_name: dict[str, set[int]] = field(default_factory=dict)
+
+
+def mentioners(spec: n.Spec) -> Mentions:
+    found = Mentions()
     for item in [*spec.models, *spec.lets, *spec.defs]:
-        for name in mentioned(item):
-            found.setdefault(name, set()).add(id(item))
+        names = found.by_item[id(item)] = mentioned(item)
+        for name in names:
+            found.by_name.setdefault(name, set()).add(id(item))
     return found
 
 
-def uses_elsewhere(mentions: dict[str, set[int]], decl: n.ModelDecl) -> bool:
+def uses_elsewhere(mentions: Mentions, decl: n.ModelDecl) -> bool:
     """Whether another part of the file mentions ``decl`` (and so checks it there)."""
-    return bool(mentions.get(decl.name.name, set()) - {id(decl)})
+    return bool(mentions.by_name.get(decl.name.name, set()) - {id(decl)})
 
 
 def unmatched_rules(model: str, spans: Sequence[Span]) -> list[NetDSLWarning]:

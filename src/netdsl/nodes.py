@@ -15,7 +15,7 @@ from .errors import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     span: Span
 
@@ -507,7 +507,7 @@ class Import(Node):
 class Spec(BaseModel):
     """One parsed ``.net`` file."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     path: str
     imports: list[Import] = []
@@ -548,11 +548,3 @@ def walk_items(items: list[object]) -> list[object]:
         elif isinstance(item, ForItem):
             stack += reversed(item.body)
     return found
-
-
-for _model in (FString, TupleExpr, ListExpr, ListComp, BinOp, UnaryOp, BoolOp, Compare, IfExp,
-               Keyword, Starred, Call, Slice, Index, Attr, Pipeline, TupleTarget, Layer, Repeat,
-               Sequential, ListBlock, DictBlock, Assign, CallStmt, For, StmtBranch, IfStmt,
-               Return, Assert, Forward, Param, DefDecl, InitRule, Init, Child, Named, Let,
-               InputDecl, Expect, ItemBranch, IfItem, ForItem, ModelDecl, Import, Spec):
-    _model.model_rebuild()

@@ -55,10 +55,12 @@ def _made(outputs: Outputs | None) -> Any:
 
 
 def _returns_input(module: Any, rule: LayerRule) -> bool:
-    """ReLU(inplace=True) returns its input, and so does StochasticDepth outside training or
-    with p = 0."""
-    if rule is _stochastic_depth:
-        return not module.training or module.p == 0.0
+    """ReLU(inplace=True) returns its input; so do Identity, and Dropout and StochasticDepth
+    outside training or with p = 0."""
+    if isinstance(module, nn.Identity):
+        return True
+    if rule is _stochastic_depth or isinstance(module, nn.Dropout):
+        return not module.training or module.p == 0.0 or getattr(module, "inplace", False)
     return getattr(module, "inplace", False) is True
 
 
@@ -93,7 +95,9 @@ def _plain(x: Any) -> bool:
 
 
 def _inplace_ok(x: torch.Tensor) -> bool:
-    return not (x.is_leaf and x.requires_grad)
+    """An in-place op autograd allows: not on a leaf that requires grad, nor on a view of one
+    (views of anything that requires grad are left to torch)."""
+    return not x.requires_grad or (not x.is_leaf and not x._is_view())
 
 
 def _empty(sized: Sized | None) -> torch.Tensor | None:
@@ -114,10 +118,11 @@ def _ints(value: Any, n: int) -> tuple[int, ...] | None:
 
 
 def _weighted(module: nn.Module, x: torch.Tensor) -> bool:
-    """The input's dtype is that of every floating parameter and buffer the layer holds (a
+    """A floating input, of the dtype of every floating parameter and buffer the layer holds (a
     BatchNorm's step count is an integer)."""
-    return all(t.dtype == x.dtype for t in (*module.parameters(), *module.buffers())
-               if t.is_floating_point())
+    return x.dtype.is_floating_point and all(
+        t.dtype == x.dtype for t in (*module.parameters(), *module.buffers())
+        if t.is_floating_point())
 
 
 # ---------------------------------------------------------------- layers
@@ -126,6 +131,10 @@ def _weighted(module: nn.Module, x: torch.Tensor) -> bool:
 def _same(module: nn.Module, x: torch.Tensor) -> Sized | None:
     """Elementwise layers without parameters: any floating input, the same shape out."""
     return (tuple(x.shape), x.dtype) if x.dtype.is_floating_point else None
+
+
+def _gelu(module: nn.GELU, x: torch.Tensor) -> Sized | None:
+    return _same(module, x) if module.approximate in ("none", "tanh") else None
 
 
 def _softmax(module: nn.Softmax | nn.LogSoftmax, x: torch.Tensor) -> Sized | None:
@@ -168,11 +177,12 @@ def _conv(module: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> Sized |
 def _conv_transpose(module: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d,
                     x: torch.Tensor) -> Sized | None:
     n = len(module.kernel_size)
+    padding = _ints(module.padding, n)  # "same" is refused, by the constructor or by forward
     if (module.padding_mode != "zeros" or not _spatial(x, n) or not _weighted(module, x)
-            or x.shape[-n - 1] != module.in_channels or not isinstance(module.padding, tuple)):
+            or x.shape[-n - 1] != module.in_channels or padding is None):
         return None
     sizes = [(size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, k, s, p, d, op in zip(
-        x.shape[-n:], module.kernel_size, module.stride, module.padding, module.dilation,
+        x.shape[-n:], module.kernel_size, module.stride, padding, module.dilation,
         module.output_padding, strict=True)]
     if min(sizes) < 1:
         return None
@@ -201,13 +211,15 @@ def _batch_norm(module: nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d,
 
 def _layer_norm(module: nn.LayerNorm, x: torch.Tensor) -> Sized | None:
     shape = tuple(module.normalized_shape)
-    if x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape):]) != shape:
+    if not shape or x.dim() < len(shape) or tuple(x.shape[x.dim() - len(shape):]) != shape:
         return None
     return (tuple(x.shape), x.dtype) if _weighted(module, x) else None
 
 
 def _group_norm(module: nn.GroupNorm, x: torch.Tensor) -> Sized | None:
     if x.dim() < 2 or x.shape[1] != module.num_channels or not _weighted(module, x):
+        return None
+    if math.prod(x.shape) // module.num_groups == 1:  # one value per group: torch refuses it
         return None
     return tuple(x.shape), x.dtype
 
@@ -231,6 +243,8 @@ def _pool(module: Any, x: torch.Tensor, n: int, dilated: bool) -> Sized | None:
     for k, s, p, d in zip(kernel, stride, padding, dilation, strict=True):
         if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:  # torch's own bound on padding
             return None
+    if n == 3 and not dilated and min(s - k for s, k in zip(x.shape[-3:], kernel, strict=True)) < 0:
+        return None  # avg_pool3d wants the input, unpadded, at least the kernel
     sizes = [_pooled(size, k, p, s, d, module.ceil_mode) for size, k, s, p, d in zip(
         x.shape[-n:], kernel, stride, padding, dilation, strict=True)]
     if min(sizes) < 1:
@@ -258,6 +272,8 @@ def _adaptive(x: torch.Tensor, output_size: Any, n: int) -> Sized | None:
         output_size = (output_size,) * n
     if (not isinstance(output_size, (tuple, list)) or len(output_size) != n
             or not _spatial(x, n) or not x.dtype.is_floating_point):
+        return None
+    if n == 1 and None in output_size:  # only the 2-d and 3-d pools keep a size with None
         return None
     sizes = [size if o is None else o for o, size in zip(output_size, x.shape[-n:], strict=True)]
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
@@ -292,10 +308,15 @@ def _embedding(module: nn.Embedding, x: torch.Tensor) -> Sized | None:
 
 
 def _chain(layers: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor | None:
-    value: torch.Tensor | None = x
+    """The layers one after the other, where each answers with one tensor. Not for an input
+    that requires grad: which op makes a view and which returns its input decides what an
+    in-place layer later may do to it, and only torch follows that."""
+    if x.requires_grad:
+        return None
+    value: Any = x
     for layer in layers:
         value = layer_output(layer, (value,), {})
-        if value is None:
+        if not isinstance(value, torch.Tensor):
             return None
     return value
 
@@ -349,9 +370,10 @@ def _stochastic_depth(module: Any, x: torch.Tensor) -> Sized | None:
 
 
 _LAYERS: dict[type, LayerRule] = {
-    **dict.fromkeys([nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid,
-                     nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.Softplus,
-                     nn.Identity, nn.Dropout, nn.AlphaDropout], _same),
+    **dict.fromkeys([nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
+                     nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish, nn.Softplus,
+                     nn.Identity, nn.Dropout], _same),
+    nn.GELU: _gelu,
     nn.Softmax: _softmax, nn.LogSoftmax: _softmax, nn.PReLU: _prelu,
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
     nn.ConvTranspose1d: _conv_transpose, nn.ConvTranspose2d: _conv_transpose,
@@ -387,8 +409,12 @@ def _rule(cls: type) -> LayerRule | None:
 # ---------------------------------------------------------------- ops
 
 
+_INT64 = 1 << 63
+
+
 def _tensors_alike(values: Sequence[Any]) -> torch.dtype | None:
-    """The one floating dtype of the tensors among ``values``, the rest being Python numbers."""
+    """The one floating dtype of the tensors among ``values``, the rest being Python numbers
+    (ints that fit in 64 bits)."""
     dtypes = set()
     for value in values:
         if isinstance(value, torch.Tensor):
@@ -396,6 +422,8 @@ def _tensors_alike(values: Sequence[Any]) -> torch.dtype | None:
                 return None
             dtypes.add(value.dtype)
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        elif isinstance(value, int) and not -_INT64 <= value < _INT64:
             return None
     if len(dtypes) != 1:
         return None
@@ -421,7 +449,12 @@ def _inplace_binary(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tens
 
 
 def _unary(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
-    """relu, tanh, sigmoid, gelu, silu: ``inplace=True`` returns the input."""
+    """tanh, sigmoid, gelu (no arguments but the tensor)."""
+    return _unary_inplace(args, kwargs) if not kwargs else None
+
+
+def _unary_inplace(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """F.relu, F.silu: ``inplace=True`` returns the input."""
     if len(args) != 1 or set(kwargs) - {"inplace"} or not _plain(args[0]):
         return None
     x = args[0]
@@ -465,7 +498,7 @@ _OPS: dict[Callable[..., Any], Callable[[tuple[Any, ...], dict[str, Any]],
                      torch.mul, torch.sub], _binary),
     **dict.fromkeys([operator.iadd, operator.isub, operator.imul, operator.itruediv],
                     _inplace_binary),
-    **dict.fromkeys([F.relu, torch.relu, torch.tanh, torch.sigmoid, F.gelu, F.silu, F.sigmoid,
-                     F.tanh], _unary),
+    **dict.fromkeys([torch.relu, torch.tanh, torch.sigmoid, F.gelu, F.sigmoid, F.tanh], _unary),
+    F.relu: _unary_inplace, F.silu: _unary_inplace,
     torch.cat: _cat, torch.concat: _cat, F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
 }

@@ -10,6 +10,7 @@ the real build afterwards constructs every layer in declaration order, as writte
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -121,7 +122,8 @@ class Trace:
     def label(self, value: Any, text: str) -> None:
         if isinstance(value, torch.Tensor):
             if id(value) not in self.labels:  # what a real run would hold, for probe's budget
-                self.activation_bytes += value.numel() * value.element_size()
+                # (from the shape: each tensor method is a call through torch's device mode)
+                self.activation_bytes += math.prod(value.shape) * value.dtype.itemsize
             # Keep the last two steps: "features -> flatten" says enough. The tensor is kept
             # alive with its label, so that its id is not reused.
             self.labels[id(value)] = (" -> ".join(text.split(" -> ")[-2:]), value)
@@ -174,13 +176,13 @@ class Probe(nn.Module):
         # Plain attributes, set past nn.Module.__setattr__ (which looks each name up in five
         # dicts first): a 45,000-layer spec makes 45,000 probes.
         self.__dict__.update(plan=plan, trace=trace, layer=None, path="", _call=None,
-                             _input_dim=input_dim(layer_signature(plan.cls, plan.name)))
+                             _input_dim=_input_dim_of(plan.cls, plan.name))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         work.spend(LAYER_CALL_STEPS, self.plan.span)
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
         self._check_input_dim(args)
-        key = self._memo_key(args, kwargs)
+        key = self._memo_key(args, kwargs, shapes)
         if key is not None and key in self.trace.memo:
             shape, dtype = self.trace.memo[key]
             out: Any = torch.empty(shape, dtype=dtype)
@@ -191,12 +193,13 @@ class Probe(nn.Module):
         self._record(shapes, out)
         return out
 
-    def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+    def _memo_key(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  shapes: list[tuple[int, ...]]) -> tuple[Any, ...] | None:
         if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
             return None
         if self._call is None:  # after the first call's _check_input_dim filled in the plan
             self.__dict__["_call"] = (self.plan.cls, self.plan.call_text())
-        return (*self._call, tuple(args[0].shape), args[0].dtype, self.training)
+        return (*self._call, shapes[0], args[0].dtype, self.training)
 
     def _run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.layer is None:
@@ -283,6 +286,11 @@ class Probe(nn.Module):
                 f"({self.trace.described(value)}); write "
                 f"{_corrected(self.plan, param, received).call_text()}"
                 f" or leave {param.param} out to infer it")
+
+
+@functools.cache
+def _input_dim_of(cls: type, name: str) -> tuple[InputDim, int] | None:
+    return input_dim(layer_signature(cls, name))
 
 
 def _channels_last(shape: tuple[int, ...], expected: Any) -> bool:

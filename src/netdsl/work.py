@@ -102,27 +102,27 @@ def session(limits: Limits) -> Iterator[Budget]:
     budget = Budget.of(limits)
     token = _CURRENT.set(budget)
     try:
-        with _fewer_collections():
+        with _collector_paused():
             yield budget
     finally:
         _CURRENT.reset(token)
 
 
 # A check makes ~40 objects per line of spec that live until it ends (lark's tree, nodes, plans):
-# at Python's default threshold the cyclic collector runs every 700 of them and walks them all
-# again, which was half the time of a check of a 1 MiB spec. Inside a session it runs every
-# _GC_EVERY allocations instead; garbage is still collected, and the setting is put back after.
-_GC_EVERY = 100_000
-
-
+# the cyclic collector, run every 700 new objects, walks them all again and again (at Python's
+# default setting it was half the time of a check of a 1 MiB spec, and at a gen-0 threshold of
+# 100,000 still a third). A session makes next to no cyclic garbage (its peak memory on that spec
+# is the same with the collector off), so the collector is paused while it runs and put back as
+# it was after.
 @contextmanager
-def _fewer_collections() -> Iterator[None]:
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], _GC_EVERY), *thresholds[1:])
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
+        if enabled:
+            gc.enable()
 
 
 def spend(steps: int, span: Span | None) -> None:
