@@ -181,8 +181,8 @@ class Checker:
     def _module_argument(self, node: n.Expr, env: Env, keyword: n.Keyword | None = None
                          ) -> Arg:
         assert isinstance(node, n.Call) and isinstance(node.func, n.Name)
-        layer = n.Layer(span=node.span, name=n.Ident(name=node.func.id, span=node.func.span),
-                        args=node.args, kwargs=node.kwargs)
+        name = n.new(n.Ident, name=node.func.id, span=node.func.span)
+        layer = n.new(n.Layer, span=node.span, name=name, args=node.args, kwargs=node.kwargs)
         plan = self.layer(layer, env)
         if plan is not None and not isinstance(plan, LayerPlan):
             fail(f"'{node.func.id}' is a spec block; torch layers take torch layers as "

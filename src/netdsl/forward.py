@@ -74,7 +74,8 @@ class ForwardCompiler(ExprCompiler):
                 ) -> tuple[Callable[..., Any], Functions] | None:
         """The forward and the methods, or None when they have errors (see ``errors``)."""
         self.method_names = self._method_names()
-        params = [] if forward is None else [n.Param(span=a.span, name=a) for a in forward.args]
+        params = [] if forward is None else [n.new(n.Param, span=a.span, name=a)
+                                             for a in forward.args]
         sources = [self._function("forward", params, forward, model_span)]
         sources += [self._def_method(decl) for decl in self.method_decls]
         self._check_cycles()
@@ -319,9 +320,9 @@ class ForwardCompiler(ExprCompiler):
         self.scope[target] = Compiled(target, VALUE)
         try:
             for stage in stages[1:]:
-                source = n.Name(span=stage.source.span, id=target)
-                value = self.expr(self.desugar(n.Pipeline(span=stage.span, source=source,
-                                                          stage=stage.stage)))
+                source = n.new(n.Name, span=stage.source.span, id=target)
+                value = self.expr(self.desugar(n.new(n.Pipeline, span=stage.span, source=source,
+                                                     stage=stage.stage)))
                 lines.append(f"{target} = {value.code}")
         finally:
             if saved is None:

@@ -562,8 +562,8 @@ class ExprCompiler:
         # The index is evaluated with the constants; its names must all be constants.
         if not all(self._is_constant_name(name) for name in n.names_in(expr.index)):
             fail(f"a constant ({target.code}) is indexed by constants", expr.index.span, codes.TYPE)
-        node = n.Index(span=expr.span, value=n.Name(span=expr.value.span, id="_c"),
-                       index=expr.index)
+        node = n.new(n.Index, span=expr.span, value=n.new(n.Name, span=expr.value.span, id="_c"),
+                     index=expr.index)
         return self.constant(evaluate(node, scope), expr.span)
 
     def _is_constant_name(self, name: str) -> bool:
@@ -664,13 +664,13 @@ class ExprCompiler:
         stage = expr.stage
         if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) and self.is_builtin(
                 stage.func.id) and stage.func.id in OPS:
-            return n.Call(span=expr.span, func=stage.func, args=[expr.source, *stage.args],
-                          kwargs=stage.kwargs)
+            return n.new(n.Call, span=expr.span, func=stage.func,
+                         args=[expr.source, *stage.args], kwargs=stage.kwargs)
         if isinstance(stage, n.Call) and isinstance(stage.func, n.Name) \
                 and stage.func.id in self.children:
             fail(f"'{stage.func.id}' is a child here, so this stage would call it and then call "
                  f"its result; write '-> {stage.func.id}'", stage.span, codes.FORWARD)
-        return n.Call(span=expr.span, func=stage, args=[expr.source])
+        return n.new(n.Call, span=expr.span, func=stage, args=[expr.source])
 
 
 class _Present:

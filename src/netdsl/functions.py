@@ -81,8 +81,8 @@ def _stmt(stmt: n.Stmt, env: Env) -> None:
     if isinstance(stmt, n.Assign):
         bind_target(stmt.target, evaluate(stmt.value, env), env, stmt.span)
     elif isinstance(stmt, n.AugAssign):  # on constants, x += v is x = x + v
-        name = n.Name(span=stmt.target.span, id=stmt.target.name)
-        value = n.BinOp(span=stmt.span, op=stmt.op, left=name, right=stmt.value)
+        name = n.new(n.Name, span=stmt.target.span, id=stmt.target.name)
+        value = n.new(n.BinOp, span=stmt.span, op=stmt.op, left=name, right=stmt.value)
         bind_target(stmt.target, evaluate(value, env), env, stmt.span)
     elif isinstance(stmt, n.Return):
         raise _Returned(evaluate(stmt.value, env))

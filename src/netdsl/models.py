@@ -136,7 +136,7 @@ def _check_child_name(name: str, key: n.Ident | n.FString) -> None:
     if not (name.isidentifier() and name.isascii() and not name.startswith("_")):
         fail(f"child name {name!r} is not a name (letters, digits and _, starting with a "
              f"letter)", key.span, codes.VALUE)
-    check_name(n.Ident(name=name, span=key.span), "child")
+    check_name(n.new(n.Ident, name=name, span=key.span), "child")
     if name in attributes(nn.Module):
         fail(f"child name '{name}' clashes with the nn.Module attribute of that name",
              key.span, codes.DUPLICATE)

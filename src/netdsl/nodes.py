@@ -7,7 +7,7 @@ node tells the node types apart in JSON.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -517,6 +517,18 @@ class Spec(BaseModel):
 
     def find(self, name: str) -> ModelDecl | None:
         return next((m for m in self.models if m.name.name == name), None)
+
+
+NodeT = TypeVar("NodeT", bound=BaseModel)
+
+
+def new(cls: type[NodeT], **fields: Any) -> NodeT:
+    """A node from fields netdsl made itself, of the types they are declared with: not validated
+    again. Every node is made so (the transform, and the checker's own nodes); a validator is
+    built only when something validates (``Spec.model_validate`` of a JSON dump): building the
+    validators was most of the time of importing this module, and the first check paid for
+    whichever it used. tests/test_parser.py compares the two on every spec."""
+    return cls.model_construct(**fields)
 
 
 def names_in(node: object) -> set[str]:

@@ -389,9 +389,9 @@ class _Resolver:
                 self.const(value.value if isinstance(value, n.Starred) else value, names)
         for call in layers:
             assert isinstance(call, n.Call) and isinstance(call.func, n.Name)
-            self.layer(n.Layer(span=call.span, name=n.Ident(name=call.func.id,
-                                                            span=call.func.span),
-                               args=call.args, kwargs=call.kwargs), names)
+            name = n.new(n.Ident, name=call.func.id, span=call.func.span)
+            self.layer(n.new(n.Layer, span=call.span, name=name, args=call.args,
+                             kwargs=call.kwargs), names)
 
     def is_layer_call(self, node: n.Expr, names: Names) -> bool:
         if not (isinstance(node, n.Call) and isinstance(node.func, n.Name)):
@@ -472,7 +472,7 @@ class _Resolver:
         if not isinstance(expr.func, n.Name):
             return  # only functions are called in constants: another error
         if self.unknown(expr.func.id, names):
-            evaluate(n.Call(span=expr.span, func=expr.func), self.env(names))  # raises
+            evaluate(n.new(n.Call, span=expr.span, func=expr.func), self.env(names))  # raises
         for arg in expr.args:
             self.const(arg.value if isinstance(arg, n.Starred) else arg, names)
         for keyword in expr.kwargs:
@@ -548,7 +548,7 @@ class _Resolver:
     def forwards(self, names: Names) -> None:
         """The forward sees the parameters and the lets as the body leaves them."""
         for forward in self.decl.forwards:
-            params = [n.Param(span=a.span, name=a) for a in forward.args]
+            params = [n.new(n.Param, span=a.span, name=a) for a in forward.args]
             _Forward(self, names).function(params, forward.body)
         for method in n.walk_items(self.decl.body):
             if isinstance(method, n.DefDecl):
@@ -642,8 +642,8 @@ class _Forward:
             return
         source, stages = _stages(expr)
         for stage in stages:
-            self.expr(n.Pipeline(span=stage.span, source=source, stage=stage))
-            source = n.Constant(span=stage.span, value=None)  # the stage before: a value
+            self.expr(n.new(n.Pipeline, span=stage.span, source=source, stage=stage))
+            source = n.new(n.Constant, span=stage.span, value=None)  # the stage before: a value
 
     def loop(self, stmt: n.For) -> None:
         targets = _targets(stmt.target)
@@ -725,11 +725,11 @@ class _Forward:
         if isinstance(stage, n.Call) and isinstance(stage.func, n.Name):
             name = stage.func.id
             if name in OPS and self.builtin(name):
-                return n.Call(span=expr.span, func=stage.func, args=[expr.source, *stage.args],
-                              kwargs=stage.kwargs)
+                return n.new(n.Call, span=expr.span, func=stage.func,
+                             args=[expr.source, *stage.args], kwargs=stage.kwargs)
             if self.members is not None and self.members.child(name):
                 return None
-        return n.Call(span=expr.span, func=stage, args=[expr.source])
+        return n.new(n.Call, span=expr.span, func=stage, args=[expr.source])
 
     def runtime(self, expr: n.Expr) -> bool:
         """Whether an indexed value is surely no constant, so that its index is code (the index

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from lark import Token, Tree, v_args
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
-from pydantic import BaseModel
 
 from . import nodes as n
 from .errors import Span
-
-NodeT = TypeVar("NodeT", bound=BaseModel)
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%",
            "matmul": "@", "pow": "**"}
@@ -43,14 +40,6 @@ def unescape(body: str) -> str:
             out.append(ch)
             i += 1
     return "".join(out)
-
-
-def _new(cls: type[NodeT], **fields: Any) -> NodeT:
-    """A node from fields the transform made itself, of the types they are declared with:
-    pydantic does not validate them again (a validator per node class was most of the time
-    of ``import netdsl.nodes``, and ten validations per line of spec). Nodes made anywhere else
-    are validated as usual; tests/test_parser.py compares the two on every spec."""
-    return cls.model_construct(**fields)
 
 
 @v_args(meta=True)
@@ -84,14 +73,14 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
                     end_column=tok.end_column or (tok.column or 1) + len(tok))
 
     def _ident(self, tok: Token) -> n.Ident:
-        return _new(n.Ident, name=str(tok), span=self._tok_span(tok))
+        return n.new(n.Ident, name=str(tok), span=self._tok_span(tok))
 
     def _key(self, key: Any) -> n.Ident | n.FString:
         """A child's or key's name: a name, a string (its text) or an f-string."""
         if isinstance(key, n.FString):
             return key
         text = unquote(key) if key.type == "STRING" else str(key)
-        return _new(n.Ident, name=text, span=self._tok_span(key))
+        return n.new(n.Ident, name=text, span=self._tok_span(key))
 
     @staticmethod
     def _split_args(arguments: tuple[list[Any], list[n.Keyword]] | None) -> dict[str, Any]:
@@ -103,74 +92,74 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         def of(kind: type) -> list[Any]:
             return [i for i in items if isinstance(i, kind)]
 
-        return _new(n.Spec, path=self.path, imports=of(n.Import), models=of(n.ModelDecl),
-                    defs=of(n.DefDecl), lets=of(n.Let))
+        return n.new(n.Spec, path=self.path, imports=of(n.Import), models=of(n.ModelDecl),
+                     defs=of(n.DefDecl), lets=of(n.Let))
 
     def import_decl(self, meta: Meta, items: list[Token]) -> n.Import:
         path_tok, *names = items
-        return _new(n.Import, span=self._span(meta), path=unquote(path_tok),
-                    path_span=self._tok_span(path_tok),
-                    names=[self._ident(t) for t in names])
+        return n.new(n.Import, span=self._span(meta), path=unquote(path_tok),
+                     path_span=self._tok_span(path_tok),
+                     names=[self._ident(t) for t in names])
 
     def model_decl(self, meta: Meta, items: list[Any]) -> n.ModelDecl:
         kind, name, params, value = items
         if isinstance(value, list):  # a body
-            return _new(n.ModelDecl, span=self._span(meta), kind=str(kind), name=self._ident(name),
-                        params=params or [], body=value)
-        return _new(n.ModelDecl, span=self._span(meta), kind=str(kind), name=self._ident(name),
-                    params=params, value=value)
+            return n.new(n.ModelDecl, span=self._span(meta), kind=str(kind), name=self._ident(name),
+                         params=params or [], body=value)
+        return n.new(n.ModelDecl, span=self._span(meta), kind=str(kind), name=self._ident(name),
+                     params=params, value=value)
 
     def params(self, meta: Meta, items: list[n.Param | None]) -> list[n.Param]:
         return [p for p in items if p is not None]
 
     def plain_param(self, meta: Meta, items: list[Any]) -> n.Param:
         name, typ, default = items
-        return _new(n.Param, span=self._span(meta), name=self._ident(name),
-                    type=self._ident(typ) if typ is not None else None, default=default)
+        return n.new(n.Param, span=self._span(meta), name=self._ident(name),
+                     type=self._ident(typ) if typ is not None else None, default=default)
 
     def varargs_param(self, meta: Meta, items: list[Token]) -> n.Param:
-        return _new(n.Param, span=self._span(meta), name=self._ident(items[0]), varargs=True)
+        return n.new(n.Param, span=self._span(meta), name=self._ident(items[0]), varargs=True)
 
     def def_decl(self, meta: Meta, items: list[Any]) -> n.DefDecl:
         name, params, returns, body = items
         if not isinstance(body, list):  # def f(x) = expr
-            body = [_new(n.Return, span=body.span, value=body)]
-        return _new(n.DefDecl, span=self._span(meta), name=self._ident(name), params=params,
-                    returns=self._ident(returns) if returns is not None else None,
-                    body=body)
+            body = [n.new(n.Return, span=body.span, value=body)]
+        return n.new(n.DefDecl, span=self._span(meta), name=self._ident(name), params=params,
+                     returns=self._ident(returns) if returns is not None else None,
+                     body=body)
 
     # ------------------------------------------------------------ items
     def body(self, meta: Meta, items: list[Any]) -> list[Any]:
         return [i for i in items if i is not None]
 
     def child(self, meta: Meta, items: list[Any]) -> n.Child:
-        return _new(n.Child, span=self._span(meta), name=self._key(items[0]), module=items[1])
+        return n.new(n.Child, span=self._span(meta), name=self._key(items[0]), module=items[1])
 
     def named(self, meta: Meta, items: list[Any]) -> n.Named:
-        return _new(n.Named, span=self._span(meta), name=self._key(items[0]), module=items[1])
+        return n.new(n.Named, span=self._span(meta), name=self._key(items[0]), module=items[1])
 
     def let_decl(self, meta: Meta, items: list[Any]) -> n.Let:
-        return _new(n.Let, span=self._span(meta), target=items[1], value=items[2])
+        return n.new(n.Let, span=self._span(meta), target=items[1], value=items[2])
 
     def input_decl(self, meta: Meta, items: list[Any]) -> n.InputDecl:
         dtype = self._ident(items[3]) if items[3] is not None else None
-        return _new(n.InputDecl, span=self._span(meta), name=self._ident(items[1]), type=items[2],
-                    dtype=dtype)
+        return n.new(n.InputDecl, span=self._span(meta), name=self._ident(items[1]), type=items[2],
+                     dtype=dtype)
 
     def tensor_decl(self, meta: Meta, items: list[Any]) -> n.TensorDecl:
         what, options, name, value = items
         args, kwargs = options if options is not None else ([], [])
-        return _new(n.TensorDecl, span=self._span(meta), what=str(what), name=self._ident(name),
-                    args=args, options=kwargs, value=value)
+        return n.new(n.TensorDecl, span=self._span(meta), what=str(what), name=self._ident(name),
+                     args=args, options=kwargs, value=value)
 
     def tie_decl(self, meta: Meta, items: list[Any]) -> n.TieDecl:
-        return _new(n.TieDecl, span=self._span(meta), target=items[1], source=items[2])
+        return n.new(n.TieDecl, span=self._span(meta), target=items[1], source=items[2])
 
     def dotted(self, meta: Meta, items: list[Token]) -> list[n.Ident]:
         return [self._ident(t) for t in items]
 
     def expect_decl(self, meta: Meta, items: list[Any]) -> n.Expect:
-        return _new(n.Expect, span=self._span(meta), what=self._ident(items[1]), value=items[2])
+        return n.new(n.Expect, span=self._span(meta), what=self._ident(items[1]), value=items[2])
 
     def _if(self, meta: Meta, items: list[Any], branch: type, node: type) -> Any:
         """``if`` items and statements: the first branch, the elif branches, the else body."""
@@ -183,36 +172,36 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         return self._if(meta, items, n.ItemBranch, n.IfItem)  # type: ignore[no-any-return]
 
     def elif_item(self, meta: Meta, items: list[Any]) -> n.ItemBranch:
-        return _new(n.ItemBranch, span=self._span(meta), test=items[0], body=items[1])
+        return n.new(n.ItemBranch, span=self._span(meta), test=items[0], body=items[1])
 
     def else_item(self, meta: Meta, items: list[Any]) -> list[Any]:
         return list(items[0])
 
     def for_item(self, meta: Meta, items: list[Any]) -> n.ForItem:
         _, target, iterable, body = items
-        return _new(n.ForItem, span=self._span(meta), target=target, iter=iterable, body=body)
+        return n.new(n.ForItem, span=self._span(meta), target=target, iter=iterable, body=body)
 
     def assert_stmt(self, meta: Meta, items: list[Any]) -> n.Assert:
-        return _new(n.Assert, span=self._span(meta), test=items[0], msg=items[1])
+        return n.new(n.Assert, span=self._span(meta), test=items[0], msg=items[1])
 
     # ------------------------------------------------------------ modules
     def layer(self, meta: Meta, items: list[Any]) -> n.Layer:
-        return _new(n.Layer, span=self._span(meta), name=self._ident(items[0]),
-                    **self._split_args(items[1]))
+        return n.new(n.Layer, span=self._span(meta), name=self._ident(items[0]),
+                     **self._split_args(items[1]))
 
     def sequential(self, meta: Meta, items: list[Any]) -> n.Sequential:
-        return _new(n.Sequential, span=self._span(meta), items=items[1])
+        return n.new(n.Sequential, span=self._span(meta), items=items[1])
 
     def list_block(self, meta: Meta, items: list[Any]) -> n.ListBlock:
-        return _new(n.ListBlock, span=self._span(meta),
-                    items=[i for i in items[1:] if i is not None])
+        return n.new(n.ListBlock, span=self._span(meta),
+                     items=[i for i in items[1:] if i is not None])
 
     def dict_block(self, meta: Meta, items: list[Any]) -> n.DictBlock:
-        return _new(n.DictBlock, span=self._span(meta), items=items[1])
+        return n.new(n.DictBlock, span=self._span(meta), items=items[1])
 
     def repeat(self, meta: Meta, items: list[Any]) -> n.Repeat:
         module, _, target, iterable = items
-        return _new(n.Repeat, span=self._span(meta), module=module, target=target, iter=iterable)
+        return n.new(n.Repeat, span=self._span(meta), module=module, target=target, iter=iterable)
 
     # ------------------------------------------------------------ forward and functions
     def forward(self, meta: Meta, items: list[Any]) -> n.Forward:
@@ -220,48 +209,48 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         body = next((s for s in items[1:] if isinstance(s, list)), None)
         if body is None:
             body = [s for s in items[1:] if isinstance(s, n.Return)]
-        return _new(n.Forward, span=self._span(meta), args=args, body=body)
+        return n.new(n.Forward, span=self._span(meta), args=args, body=body)
 
     def return_expr(self, meta: Meta, items: list[Any]) -> n.Return:
-        return _new(n.Return, span=self._span(meta), value=items[0])
+        return n.new(n.Return, span=self._span(meta), value=items[0])
 
     def stmt_body(self, meta: Meta, items: list[Any]) -> list[Any]:
         return list(items)
 
     def return_stmt(self, meta: Meta, items: list[Any]) -> n.Return:
         if len(items) == 1:
-            return _new(n.Return, span=self._span(meta), value=items[0])
+            return n.new(n.Return, span=self._span(meta), value=items[0])
         start, end = items[0].span, items[-1].span
         span = Span(path=self.path, line=start.line, column=start.column,
                     end_line=end.end_line, end_column=end.end_column)
-        return _new(n.Return, span=self._span(meta),
-                    value=_new(n.TupleExpr, span=span, items=items))
+        return n.new(n.Return, span=self._span(meta),
+                     value=n.new(n.TupleExpr, span=span, items=items))
 
     def assign(self, meta: Meta, items: list[Any]) -> n.Assign:
-        return _new(n.Assign, span=self._span(meta), target=items[0], value=items[1])
+        return n.new(n.Assign, span=self._span(meta), target=items[0], value=items[1])
 
     def aug_assign(self, meta: Meta, items: list[Any]) -> n.AugAssign:
         target, op, value = items
-        return _new(n.AugAssign, span=self._span(meta), target=self._ident(target),
-                    op=str(op)[:-1], value=value)
+        return n.new(n.AugAssign, span=self._span(meta), target=self._ident(target),
+                     op=str(op)[:-1], value=value)
 
     def call_stmt(self, meta: Meta, items: list[Any]) -> n.CallStmt:
         obj, method, arguments = items
         span = self._span(meta)
-        value = _new(n.Name, span=self._tok_span(obj), id=str(obj))
-        func = _new(n.Attr, span=span, value=value, attr=self._ident(method))
-        call = _new(n.Call, span=span, func=func, **self._split_args(arguments))
-        return _new(n.CallStmt, span=span, call=call)
+        value = n.new(n.Name, span=self._tok_span(obj), id=str(obj))
+        func = n.new(n.Attr, span=span, value=value, attr=self._ident(method))
+        call = n.new(n.Call, span=span, func=func, **self._split_args(arguments))
+        return n.new(n.CallStmt, span=span, call=call)
 
     def for_stmt(self, meta: Meta, items: list[Any]) -> n.For:
         _, target, iterable, body = items
-        return _new(n.For, span=self._span(meta), target=target, iter=iterable, body=body)
+        return n.new(n.For, span=self._span(meta), target=target, iter=iterable, body=body)
 
     def if_stmt(self, meta: Meta, items: list[Any]) -> n.IfStmt:
         return self._if(meta, items, n.StmtBranch, n.IfStmt)  # type: ignore[no-any-return]
 
     def elif_stmt(self, meta: Meta, items: list[Any]) -> n.StmtBranch:
-        return _new(n.StmtBranch, span=self._span(meta), test=items[0], body=items[1])
+        return n.new(n.StmtBranch, span=self._span(meta), test=items[0], body=items[1])
 
     def else_stmt(self, meta: Meta, items: list[Any]) -> list[Any]:
         return list(items[0])
@@ -271,17 +260,17 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
 
     def target_tuple(self, meta: Meta, items: list[Any]) -> n.TupleTarget:
         targets = [self._ident(i) if isinstance(i, Token) else i for i in items]
-        return _new(n.TupleTarget, span=self._span(meta), items=targets)
+        return n.new(n.TupleTarget, span=self._span(meta), items=targets)
 
     # ------------------------------------------------------------ init rules
     def init_block(self, meta: Meta, items: list[Any]) -> n.Init:
-        return _new(n.Init, span=self._span(meta), items=items[1])
+        return n.new(n.Init, span=self._span(meta), items=items[1])
 
     def init_rule(self, meta: Meta, items: list[Any]) -> n.InitRule:
         (target_kind, target, target_span, subpath, param), func, arguments = items
-        return _new(n.InitRule, span=self._span(meta), target_kind=target_kind, target=target,
-                    target_span=target_span, subpath=subpath, param=str(param),
-                    func=self._ident(func), **self._split_args(arguments))
+        return n.new(n.InitRule, span=self._span(meta), target_kind=target_kind, target=target,
+                     target_span=target_span, subpath=subpath, param=str(param),
+                     func=self._ident(func), **self._split_args(arguments))
 
     def type_target(self, meta: Meta, items: list[Token]) -> tuple[Any, ...]:
         first, *subpath, param = items
@@ -298,8 +287,8 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
     # ------------------------------------------------------------ expressions
     def __default__(self, data: str, children: list[Any], meta: Meta) -> Any:
         if data in _BINARY:  # the grammar names each binary operator's rule
-            return _new(n.BinOp, span=self._span(meta), op=_BINARY[data], left=children[0],
-                        right=children[1])
+            return n.new(n.BinOp, span=self._span(meta), op=_BINARY[data], left=children[0],
+                         right=children[1])
         return super().__default__(data, children, meta)
 
     def arguments(self, meta: Meta, items: list[Any]) -> tuple[list[Any], list[n.Keyword]]:
@@ -307,106 +296,106 @@ class ToNodes(Transformer_NonRecursive):  # deep trees must not exhaust the stac
         return args, [i for i in items if isinstance(i, n.Keyword)]
 
     def kwarg(self, meta: Meta, items: list[Any]) -> n.Keyword:
-        return _new(n.Keyword, span=self._span(meta), name=self._ident(items[0]), value=items[1])
+        return n.new(n.Keyword, span=self._span(meta), name=self._ident(items[0]), value=items[1])
 
     def starred(self, meta: Meta, items: list[Any]) -> n.Starred:
-        return _new(n.Starred, span=self._span(meta), value=items[0])
+        return n.new(n.Starred, span=self._span(meta), value=items[0])
 
     def pipeline(self, meta: Meta, items: list[Any]) -> n.Pipeline:
-        return _new(n.Pipeline, span=self._span(meta), source=items[0], stage=items[1])
+        return n.new(n.Pipeline, span=self._span(meta), source=items[0], stage=items[1])
 
     def ifexp(self, meta: Meta, items: list[Any]) -> n.IfExp:
         body, _, test, orelse = items
-        return _new(n.IfExp, span=self._span(meta), test=test, body=body, orelse=orelse)
+        return n.new(n.IfExp, span=self._span(meta), test=test, body=body, orelse=orelse)
 
     def or_(self, meta: Meta, items: list[Any]) -> n.BoolOp:
-        return _new(n.BoolOp, span=self._span(meta), op="or", left=items[0], right=items[1])
+        return n.new(n.BoolOp, span=self._span(meta), op="or", left=items[0], right=items[1])
 
     def and_(self, meta: Meta, items: list[Any]) -> n.BoolOp:
-        return _new(n.BoolOp, span=self._span(meta), op="and", left=items[0], right=items[1])
+        return n.new(n.BoolOp, span=self._span(meta), op="and", left=items[0], right=items[1])
 
     def not_(self, meta: Meta, items: list[Any]) -> n.UnaryOp:
-        return _new(n.UnaryOp, span=self._span(meta), op="not", operand=items[0])
+        return n.new(n.UnaryOp, span=self._span(meta), op="not", operand=items[0])
 
     def compare(self, meta: Meta, items: list[Any]) -> n.Compare:
-        return _new(n.Compare, span=self._span(meta), operands=items[0::2], ops=items[1::2])
+        return n.new(n.Compare, span=self._span(meta), operands=items[0::2], ops=items[1::2])
 
     def comp_op(self, meta: Meta, items: list[Token]) -> str:
         return " ".join(str(t) for t in items)
 
     def call(self, meta: Meta, items: list[Any]) -> n.Call:
-        return _new(n.Call, span=self._span(meta), func=items[0], **self._split_args(items[1]))
+        return n.new(n.Call, span=self._span(meta), func=items[0], **self._split_args(items[1]))
 
     def index(self, meta: Meta, items: list[Any]) -> n.Index:
-        return _new(n.Index, span=self._span(meta), value=items[0], index=items[1])
+        return n.new(n.Index, span=self._span(meta), value=items[0], index=items[1])
 
     def subscripts(self, meta: Meta, items: list[Any]) -> Any:
         items = [i for i in items if i is not None]
         if len(items) == 1:  # `x[0,]` is taken as `x[0]`
             return items[0]
-        return _new(n.TupleExpr, span=self._span(meta), items=items)
+        return n.new(n.TupleExpr, span=self._span(meta), items=items)
 
     def slice(self, meta: Meta, items: list[Any]) -> n.Slice:
         lower, upper, *step = items
-        return _new(n.Slice, span=self._span(meta), lower=lower, upper=upper,
-                    step=step[0] if step else None)
+        return n.new(n.Slice, span=self._span(meta), lower=lower, upper=upper,
+                     step=step[0] if step else None)
 
     def attr(self, meta: Meta, items: list[Any]) -> n.Attr:
-        return _new(n.Attr, span=self._span(meta), value=items[0], attr=self._ident(items[1]))
+        return n.new(n.Attr, span=self._span(meta), value=items[0], attr=self._ident(items[1]))
 
     def neg(self, meta: Meta, items: list[Any]) -> n.UnaryOp:
-        return _new(n.UnaryOp, span=self._span(meta), op="-", operand=items[0])
+        return n.new(n.UnaryOp, span=self._span(meta), op="-", operand=items[0])
 
     def pos(self, meta: Meta, items: list[Any]) -> n.UnaryOp:
-        return _new(n.UnaryOp, span=self._span(meta), op="+", operand=items[0])
+        return n.new(n.UnaryOp, span=self._span(meta), op="+", operand=items[0])
 
     def name(self, meta: Meta, items: list[Token]) -> n.Name:
-        return _new(n.Name, span=self._span(meta), id=str(items[0]))
+        return n.new(n.Name, span=self._span(meta), id=str(items[0]))
 
     def int(self, meta: Meta, items: list[Token]) -> n.Constant:
         digits = items[0].replace("_", "")
         # Python refuses to convert over ~4300 digits; such a literal is "too large" (an
         # infinite float, which evaluation reports) rather than an exception in a transformer.
         value = int(digits) if len(digits) < 4000 else float("inf")
-        return _new(n.Constant, span=self._span(meta), value=value)
+        return n.new(n.Constant, span=self._span(meta), value=value)
 
     def float(self, meta: Meta, items: list[Token]) -> n.Constant:
         text = items[0].replace("_", "")
         value = float(text)
         mantissa = re.split("[eE]", text)[0]
-        return _new(n.Constant, span=self._span(meta), value=value,
-                    underflow=value == 0.0 and any(c in "123456789" for c in mantissa))
+        return n.new(n.Constant, span=self._span(meta), value=value,
+                     underflow=value == 0.0 and any(c in "123456789" for c in mantissa))
 
     def string(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return _new(n.Constant, span=self._span(meta), value=unquote(items[0]))
+        return n.new(n.Constant, span=self._span(meta), value=unquote(items[0]))
 
     def fstring(self, meta: Meta, items: list[Any]) -> n.FString:
         parts = [unescape(str(i)) if isinstance(i, Token) else i for i in items]
-        return _new(n.FString, span=self._span(meta), parts=[p for p in parts if p != ""])
+        return n.new(n.FString, span=self._span(meta), parts=[p for p in parts if p != ""])
 
     def true(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return _new(n.Constant, span=self._span(meta), value=True)
+        return n.new(n.Constant, span=self._span(meta), value=True)
 
     def false(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return _new(n.Constant, span=self._span(meta), value=False)
+        return n.new(n.Constant, span=self._span(meta), value=False)
 
     def none(self, meta: Meta, items: list[Token]) -> n.Constant:
-        return _new(n.Constant, span=self._span(meta), value=None)
+        return n.new(n.Constant, span=self._span(meta), value=None)
 
     def ellipsis(self, meta: Meta, items: list[Token]) -> n.EllipsisExpr:
-        return _new(n.EllipsisExpr, span=self._span(meta))
+        return n.new(n.EllipsisExpr, span=self._span(meta))
 
     def tuple(self, meta: Meta, items: list[Any]) -> n.TupleExpr:
-        return _new(n.TupleExpr, span=self._span(meta), items=items)
+        return n.new(n.TupleExpr, span=self._span(meta), items=items)
 
     def list(self, meta: Meta, items: list[Any]) -> n.ListExpr:
-        return _new(n.ListExpr, span=self._span(meta), items=[i for i in items if i is not None])
+        return n.new(n.ListExpr, span=self._span(meta), items=[i for i in items if i is not None])
 
     def listcomp(self, meta: Meta, items: list[Any]) -> n.ListComp:
         element, _, target, iterable, *rest = items
         cond = rest[1] if len(rest) == 2 else None
-        return _new(n.ListComp, span=self._span(meta), element=element, target=target,
-                    iter=iterable, cond=cond)
+        return n.new(n.ListComp, span=self._span(meta), element=element, target=target,
+                     iter=iterable, cond=cond)
 
 
 def to_nodes(tree: Tree[Token], path: str) -> n.Spec:
