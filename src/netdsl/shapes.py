@@ -2,10 +2,12 @@
 
 Runs the model once on the meta device before the real build: every layer is a :class:`Probe`
 that, on its first call, fills in an omitted input dimension from the shape it receives, builds
-the real layer on meta and runs it; forwards run in their instrumented form, so a failing ``cat``
-or ``+`` is reported at its own span. Symbolic dimensions (``N``) travel as distinctive sizes and
-are named again in messages. Nothing is allocated and torch's random generator is not touched;
-the real build afterwards constructs every layer in declaration order, as written or filled in.
+the real layer on meta and works out its output (by a shape rule where one answers, see
+netdsl.shaperules, else by running it); forwards run in their instrumented form, so a failing
+``cat`` or ``+`` is reported at its own span. Symbolic dimensions (``N``) travel as distinctive
+sizes and are named again in messages. Nothing is allocated and torch's random generator is not
+touched; the real build afterwards constructs every layer in declaration order, as written or
+filled in.
 """
 
 from __future__ import annotations
@@ -147,7 +149,8 @@ class Trace:
 
 
 def _recurrent(layer: nn.RNNBase, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """An RNN on one time step, its output widened back to the sequence's length.
+    """An RNN on one time step, its output widened back to the sequence's length (where its
+    shape rule does not answer: a hidden state given, another dtype).
 
     On meta an RNN still loops over time in Python, once per layer and direction: a symbolic
     sequence length of ~1000 (an unbatched ``[N, 4]`` input) would cost seconds per layer. No
