@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -19,6 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from . import codes
 from . import nodes as n
 from .errors import NetDSLError, Span, did_you_mean, fail
+from .kept import Kept
 from .limits import DEFAULT_LIMITS, Limits, check_depth, check_size
 from .parser import parse_tree
 from .transform import to_nodes
@@ -77,25 +76,18 @@ def _unreadable(path: Path, err: OSError) -> str:
 # Parsed files, by (text, path, limits): a training script or notebook that loads a spec again
 # does not parse it again. Nodes are frozen, so a cached Spec is shared safely; only texts up
 # to _CACHED_BYTES are kept, so the cache stays small.
-_PARSED: OrderedDict[tuple[str, str, Limits], n.Spec] = OrderedDict()
-_CACHED_FILES = 64
+_PARSED: Kept[n.Spec] = Kept(64)
 _CACHED_BYTES = 256 * 1024
-_PARSED_LOCK = threading.Lock()
 
 
 def parse(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> n.Spec:
     """A spec's nodes; the same text, path and limits parse once per process."""
     key = (text, path, limits)
-    with _PARSED_LOCK:  # loads may run in threads (a DataLoader's workers, a server)
-        if key in _PARSED:
-            _PARSED.move_to_end(key)
-            return _PARSED[key]
-    spec = _parse(text, path, limits)
-    if len(text) <= _CACHED_BYTES:
-        with _PARSED_LOCK:
-            _PARSED[key] = spec
-            if len(_PARSED) > _CACHED_FILES:
-                _PARSED.popitem(last=False)
+    spec = _PARSED.get(key)
+    if spec is None:
+        spec = _parse(text, path, limits)
+        if len(text) <= _CACHED_BYTES:
+            _PARSED.put(key, spec)
     return spec
 
 

@@ -14,16 +14,13 @@ again (a notebook cell run twice) is a new key even under its old name.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .kept import Kept
 from .pickling import Recipe
 from .plan import ModelPlan
-
-SIZE = 32  # plans kept, the least recently used dropped first
 
 
 @dataclass
@@ -32,31 +29,18 @@ class Checked:
     counts: tuple[int, int] | None = None  # parameters and buffer elements, once counted
 
 
-_plans: OrderedDict[tuple[Any, ...], Checked] = OrderedDict()
-_lock = threading.Lock()
+_plans: Kept[Checked] = Kept(32)
 
 
 def checked(made: Recipe, make: Callable[[], ModelPlan]) -> Checked:
     """The checked plan of ``made``: kept from an earlier compile, or made (and kept)."""
     key = _key(made)
-    if key is not None:
-        with _lock:
-            found = _plans.get(key)
-            if found is not None:
-                _plans.move_to_end(key)
-                return found
-    result = Checked(make())  # an error here keeps nothing
-    if key is not None:
-        with _lock:
-            _plans[key] = result
-            while len(_plans) > SIZE:
-                _plans.popitem(last=False)
-    return result
-
-
-def clear() -> None:
-    with _lock:
-        _plans.clear()
+    found = _plans.get(key) if key is not None else None
+    if found is None:
+        found = Checked(make())  # an error here keeps nothing
+        if key is not None:
+            _plans.put(key, found)
+    return found
 
 
 def _key(made: Recipe) -> tuple[Any, ...] | None:
