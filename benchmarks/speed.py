@@ -62,6 +62,12 @@ and ``ok`` (the median meets it) or ``over``; ``-`` marks a reference or control
    ``tests/ref_nanogpt.py``). Each is followed by its control row, the reference against a
    second instance of itself: its distance from 1.000 is the noise floor. [<= 1.02]
 
+netdsl's own modules are byte-compiled before the process rows (``compile_package``), as ``pip
+install`` does for every package it installs from a wheel (torch's bytecode is there from its
+install): under ``PYTHONDONTWRITEBYTECODE=1`` (set on some machines) a checkout's ~50 modules would
+otherwise be compiled from source in every fresh process, ~0.13 s that an installed netdsl never
+pays. The environment printed with the results says whether the variable was set.
+
 Process runs are timed with a blocking ``os.wait4`` (scale.py's runner polls every 20 ms, too
 coarse for 0.1 s goals), killed after ``--timeout`` seconds. Each process row runs one untimed
 warm-up round first (none with ``--quick``, none for row 6). They run before the in-process rows,
@@ -81,6 +87,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import math
 import os
@@ -602,6 +609,8 @@ def measure(rows: set[int], s: Settings, directory: Path, progress: bool) -> lis
         8: lambda: row_forward(s),
     }
     results: list[Result] = []
+    if rows & set(PROCESS_ROWS):
+        compile_package()
     for row in (r for r in PROCESS_ROWS if r in rows):
         results += run_row(row, process[row], progress)
     if rows & set(IN_PROCESS_ROWS):
@@ -609,6 +618,11 @@ def measure(rows: set[int], s: Settings, directory: Path, progress: bool) -> lis
     for row in (r for r in IN_PROCESS_ROWS if r in rows):
         results += run_row(row, in_process[row], progress)
     return sorted(results, key=lambda r: r.row)  # stable: each row's own order is kept
+
+
+def compile_package() -> None:
+    """Byte-compile netdsl's modules, as pip does at install (see the module's docstring)."""
+    compileall.compile_dir(str(Path(netdsl.__file__).parent), quiet=1)
 
 
 def run_row(row: int, measure_row: Callable[[], list[Result]], progress: bool) -> list[Result]:
@@ -638,6 +652,7 @@ def environment(s: Settings, rows: set[int], elapsed_s: float) -> dict[str, Any]
         "cpus": os.cpu_count(),
         "in_process_threads": 1,
         "rows": sorted(rows),
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
         "elapsed_s": round(elapsed_s, 1),
         **asdict(s),
     }
