@@ -58,6 +58,16 @@ def test_help_and_version_do_not_import_torch() -> None:
     assert result.stdout.splitlines()[-1] == "[]"
 
 
+def test_fmt_does_not_import_torch() -> None:
+    """`netdsl fmt` runs in editors and pre-commit hooks: it needs the parser, not torch."""
+    probe = ("import sys\nfrom netdsl.cli import main\n"
+             f"code = main(['fmt', '--check', {str(ROOT / 'examples' / 'lenet.net')!r}])\n"
+             "print(code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["0", "False"]
+
+
 def test_lazy_names_are_the_public_api() -> None:
     import netdsl
 

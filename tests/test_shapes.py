@@ -424,7 +424,7 @@ def test_hundred_billion_parameters_on_meta(tmp_path: Path) -> None:
     assert [layer.in_features for layer in model.layers] == [100_000] * 10
     summary = netdsl.summary(spec)
     assert summary.total_params == summary.trainable_params == expected
-    assert summary.mult_adds == 10 * 100_000 * 100_000  # per sample
+    assert summary.macs == 10 * 100_000 * 100_000  # per sample
 
 
 def test_ten_thousand_layers_check_clean(tmp_path: Path) -> None:

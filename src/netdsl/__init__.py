@@ -12,6 +12,7 @@ The names below are imported on first use: ``import netdsl`` alone, and the
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,15 @@ _HOMES = {
     **dict.fromkeys(("Diagnostic", "InternalError", "NetDSLError", "NetDSLWarning", "Span",
                      "UnknownKeyError"), "errors"),
     "Limits": "limits",
+    "export": "export",
+    "from_module": "fromtorch",
 }
 
 __all__ = [
     "Diagnostic", "InternalError", "Limits", "NetDSLError", "NetDSLWarning", "Span",
-    "UnknownKeyError", "__version__", "check", "diagnose", "init_report", "load", "load_plan",
-    "loads", "parse", "parse_file", "probe", "reinitialize", "summary",
+    "UnknownKeyError", "__version__", "check", "diagnose", "export", "from_module",
+    "init_report", "load", "load_plan", "loads", "parse", "parse_file", "probe", "reinitialize",
+    "summary",
 ]
 
 
@@ -50,17 +54,9 @@ class _Package(types.ModuleType):
 
 
 def _home(home: str) -> types.ModuleType:
-    if home == "api":
-        from . import api
-
-        return api
-    if home == "errors":
-        from . import errors
-
-        return errors
-    from . import limits
-
-    return limits
+    # By its full name: `from . import export` would ask the package for the function `export`.
+    # ``home`` is one of _HOMES' values, never a name from outside.
+    return importlib.import_module(f"{__name__}.{home}")
 
 
 sys.modules[__name__].__class__ = _Package
@@ -92,4 +88,6 @@ if TYPE_CHECKING:
         Span,
         UnknownKeyError,
     )
+    from .export import export
+    from .fromtorch import from_module
     from .limits import Limits

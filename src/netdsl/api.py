@@ -47,7 +47,7 @@ from .registry import Registry
 from .resolve import resolve
 from .shapes import needs_shapes, trace_shapes
 from .signatures import Arg
-from .summary import Summary, summarize
+from .summary import DEFAULT_DEPTH, Summary, summarize
 from .values import LayerRef
 
 PathLike = str | os.PathLike[str]
@@ -75,7 +75,7 @@ def load(path: PathLike, *, model: str | None = None, device: str | torch.device
     allocates nothing); ``modules`` adds custom layers by name; ``limits`` bounds what the spec
     may ask for; ``params`` override the model's parameters.
     """
-    with _opened(path, limits) as (loader, unit):
+    with open_unit(path, limits) as (loader, unit):
         made = pickling.recipe(loader.sources, str(path), "", model, params, modules, limits)
         return _compile(unit, model, device, modules, limits, params, made)
 
@@ -85,13 +85,13 @@ def loads(text: str, *, path: str = "<string>", model: str | None = None,
           modules: Mapping[str, type[nn.Module]] | None = None,
           limits: Limits = DEFAULT_LIMITS, **params: Any) -> nn.Module:
     """Like :func:`load`, from text; imports resolve against the current directory."""
-    with _opened(None, limits, text=text, name=path) as (loader, unit):
+    with open_unit(None, limits, text=text, name=path) as (loader, unit):
         made = pickling.recipe(loader.sources, None, path, model, params, modules, limits)
         return _compile(unit, model, device, modules, limits, params, made)
 
 
 @contextlib.contextmanager
-def _opened(path: PathLike | None, limits: Limits, *, text: str = "", name: str = ""
+def open_unit(path: PathLike | None, limits: Limits, *, text: str = "", name: str = ""
             ) -> Iterator[tuple[Loader, Unit]]:
     """A spec file (or text) and its imports, loaded; errors inside get their source lines."""
     _check_usage(path, limits, text)
@@ -130,7 +130,7 @@ def _compile(unit: Unit, model: str | None, device: str | torch.device | None,
              modules: Mapping[str, type[nn.Module]] | None, limits: Limits,
              params: Mapping[str, Any], made: pickling.Recipe) -> nn.Module:
     device = _device(device)
-    kept = plancache.checked(made, lambda: _ready_plan(unit, model, modules, limits, params))
+    kept = plancache.checked(made, lambda: ready_plan(unit, model, modules, limits, params))
     plan = kept.plan
     if device is None or device.type != "meta":
         if kept.counts is None:
@@ -155,7 +155,7 @@ def rebuild_classes(made: pickling.Recipe) -> list[type[nn.Module]]:
             unit = loader.load_file(Path(made.path))
         else:
             unit = loader.load_text(texts[made.name], made.name)
-        plan = plancache.checked(made, lambda: _ready_plan(
+        plan = plancache.checked(made, lambda: ready_plan(
             unit, made.model, dict(made.modules), made.limits, dict(made.params))).plan
         classes: dict[Any, type[nn.Module]] = {}
         with torch.device("meta"):
@@ -175,13 +175,13 @@ def _check_params(plan: ModelPlan, budget: int, setting: str,
     return params
 
 
-def _ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
+def ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
                 limits: Limits, params: Mapping[str, Any]) -> ModelPlan:
     """The checked plan with inferred arguments filled in: everything short of building."""
     decl = choose_model(unit, model)
     plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
     if needs_shapes(plan):
-        _raise_first(trace_shapes(plan).errors)
+        raise_first(trace_shapes(plan).errors)
     return plan
 
 
@@ -189,11 +189,11 @@ def load_plan(path: PathLike, *, model: str | None = None,
               modules: Mapping[str, type[nn.Module]] | None = None,
               limits: Limits = DEFAULT_LIMITS, **params: Any) -> ModelPlan:
     """The checked plan of a spec's model (what :func:`load` builds), for tools built on it."""
-    with _opened(path, limits) as (_, unit):
-        return _ready_plan(unit, model, modules, limits, params)
+    with open_unit(path, limits) as (_, unit):
+        return ready_plan(unit, model, modules, limits, params)
 
 
-def _raise_first(errors: list[NetDSLError]) -> None:
+def raise_first(errors: list[NetDSLError]) -> None:
     if errors:
         errors[0].errors = list(errors)
         raise errors[0]
@@ -233,7 +233,7 @@ def plan_model(unit: Unit, decl: n.ModelDecl, checker: Checker, params: Mapping[
                  f"body with its children, or is a call of a model or block (declare the "
                  f"{_kind_of(plan)} as a block and use it in a model)", decl.name.span,
                  codes.MODEL)
-    _raise_first(checker.errors)
+    raise_first(checker.errors)
     assert isinstance(plan, ModelPlan)
     return plan
 
@@ -321,8 +321,8 @@ def diagnose(path: PathLike, *, model: str | None = None,
     """
     found: list[Diagnostic] = []
     sources: Mapping[str, str] = {}
-    opened = _opened(path, limits) if source is None else \
-        _opened(None, limits, text=source, name=os.fspath(path))
+    opened = open_unit(path, limits) if source is None else \
+        open_unit(None, limits, text=source, name=os.fspath(path))
     try:
         with opened as (loader, unit):
             sources = loader.sources
@@ -372,7 +372,7 @@ def _check_decl(unit: Unit, decl: n.ModelDecl, checker: Checker,
             return [*resolve(unit, decl, checker.registry), *skipped]
         given = bind_overrides(checker, decl, unit, params) if params else []
         plan = checker.declaration(decl, unit, [], given, decl.name.span)
-        _raise_first(checker.errors)
+        raise_first(checker.errors)
         if not isinstance(plan, ModelPlan):
             return []  # a container or layer: nothing more to run on its own
         if decl.kind == "block" and needs_shapes(plan):
@@ -410,27 +410,39 @@ def _required(checker: Checker, decl: n.ModelDecl, unit: Unit) -> list[str]:
 def summary(path: PathLike, *, model: str | None = None,
             inputs: Sequence[Sequence[int | str]] | None = None,
             modules: Mapping[str, type[nn.Module]] | None = None,
-            limits: Limits = DEFAULT_LIMITS, **params: Any) -> Summary:
-    """A table of the model's layers, output shapes and parameter counts, built on meta.
+            limits: Limits = DEFAULT_LIMITS, depth: int | None = DEFAULT_DEPTH,
+            **params: Any) -> Summary:
+    """A table of the model's blocks and layers (output shapes, parameters, MACs and FLOPs)
+    with its totals and memory estimates, built and run on meta.
 
     ``inputs`` gives the shapes of the forward's tensor arguments (ints or symbol names), in
-    place of the spec's ``input`` declarations.
+    place of the spec's ``input`` declarations. ``depth`` is how many levels of blocks and
+    containers get rows (torchinfo's 3 by default, ``None`` for all); deeper ones are counted
+    in their ancestor's row.
     """
     if inputs is not None:
-        _check_shapes(inputs, "inputs")
-    with _opened(path, limits) as (_, unit):
+        check_shapes(inputs, "inputs")
+    _check_depth(depth)
+    with open_unit(path, limits) as (_, unit):
         decl = choose_model(unit, model)
         plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
-        declared = plan.inputs if inputs is None else _given_inputs(plan, inputs, decl)
+        declared = plan.inputs if inputs is None else given_inputs(plan, inputs, decl)
         trace = trace_shapes(plan, declared)
-        _raise_first(trace.errors)
+        raise_first(trace.errors)
         _check_params(plan, limits.max_meta_params, "Limits.max_meta_params")
         with torch.device("meta"):
             built = build(plan)
-        return summarize(plan, trace, built, declared)
+        return summarize(plan, trace, built, declared, depth)
 
 
-def _check_shapes(inputs: object, argument: str) -> None:
+def _check_depth(depth: object) -> None:
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int)):
+        raise UsageTypeError(f"depth is an int or None, got {type(depth).__name__}")
+    if depth is not None and depth < 0:
+        raise UsageValueError(f"depth is at least 0, got {depth}")
+
+
+def check_shapes(inputs: object, argument: str) -> None:
     """Shapes from Python: a sequence of shapes, each a sequence of sizes (ints >= 0, or
     symbol names where symbols are allowed)."""
     if isinstance(inputs, (str, bytes, Mapping)) or not isinstance(inputs, Sequence):
@@ -455,7 +467,7 @@ def _check_shape(shape: object, argument: str, symbols: bool = False) -> None:
                                   f"{shape!r}")
 
 
-def _given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
+def given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
                   decl: n.ModelDecl) -> list[InputPlan]:
     declared = plan.inputs or [InputPlan(a, [], "tensor", decl.span) for a in plan.arg_names]
     tensors = [i for i in declared if i.shape is not None]
@@ -479,8 +491,8 @@ def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None
     _check_shape(input_shape, "input_shape")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise UsageTypeError(f"seed takes an int or None, got {type(seed).__name__}")
-    with _opened(path, limits) as (_, unit):
-        plan = _ready_plan(unit, model, modules, limits, params)
+    with open_unit(path, limits) as (_, unit):
+        plan = ready_plan(unit, model, modules, limits, params)
         _check_params(plan, limits.max_params, "Limits.max_params")
         _check_activations(plan, choose_model(unit, model), input_shape, limits)
         return run_probe(plan, input_shape, seed=seed, backward=backward)
@@ -489,8 +501,8 @@ def probe(path: PathLike, input_shape: Sequence[int], *, seed: int | None = None
 def _check_activations(plan: ModelPlan, decl: n.ModelDecl, input_shape: Sequence[int],
                        limits: Limits) -> None:
     """The probe's forward first runs on meta: what it would hold is known before it runs."""
-    trace = trace_shapes(plan, _given_inputs(plan, [input_shape], decl))
-    _raise_first(trace.errors)
+    trace = trace_shapes(plan, given_inputs(plan, [input_shape], decl))
+    raise_first(trace.errors)
     if trace.activation_bytes > limits.max_activation_bytes:
         fail(f"probing {plan.name} on {list(input_shape)} makes "
              f"{trace.activation_bytes:,} bytes of activations, over the limit of "
@@ -502,8 +514,8 @@ def init_report(path: PathLike, *, model: str | None = None,
                 modules: Mapping[str, type[nn.Module]] | None = None,
                 limits: Limits = DEFAULT_LIMITS, **params: Any) -> Report:
     """Which rule (``file:line``) or torch default set each parameter; rules that set nothing."""
-    with _opened(path, limits) as (loader, unit):
-        plan = _ready_plan(unit, model, modules, limits, params)
+    with open_unit(path, limits) as (loader, unit):
+        plan = ready_plan(unit, model, modules, limits, params)
         with torch.device("meta"):
             built = build(plan)
         report = provenance.init_report(plan, built, loader.sources)

@@ -7,6 +7,7 @@ file). Diagnostics go to stderr, results to stdout.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -37,18 +38,115 @@ def _parser() -> argparse.ArgumentParser:
     _add_limits(check_cmd)
     _add_modules(check_cmd)
     summary_cmd = commands.add_parser(
-        "summary", help="a table of layers, output shapes and parameter counts (on meta)")
+        "summary", help="a table of blocks and layers: shapes, parameters, MACs, FLOPs and "
+                        "memory (on meta)")
     summary_cmd.add_argument("file", metavar="FILE", type=Path)
     summary_cmd.add_argument("--model", help="the model to summarise, when the file has several")
     summary_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
                              help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
                                   "argument; replaces the spec's input declarations)")
+    # 3 is summary.DEFAULT_DEPTH, written out: importing summary would import torch.
+    summary_cmd.add_argument("--depth", type=_depth, default=3, metavar="N",
+                             help="rows for blocks and containers down to N levels, deeper ones "
+                                  "counted in their ancestor's row (default 3, torchinfo's; "
+                                  "'all' for every layer)")
     _add_params(summary_cmd)
     _add_format(summary_cmd)
     _add_limits(summary_cmd)
     _add_modules(summary_cmd)
     _add_lab_commands(commands)
+    _add_fmt_command(commands)
+    _add_graph_command(commands)
+    _add_import_command(commands)
+    _add_export_command(commands)
     return parser
+
+
+def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export_cmd = commands.add_parser(
+        "export", help="write the model as a standalone PyTorch file (nn.Module classes)",
+        description="Write the model, for the parameter values given, as a standalone PyTorch "
+                    "file: one nn.Module class per model and block, the same children in the "
+                    "same order (same state_dict, bitwise-equal weights under the same seed), "
+                    "the init rules as loops over self.modules(), the forward as netdsl "
+                    "compiles it. The file needs torch (and torchvision where the spec uses its "
+                    "layers), not netdsl.")
+    export_cmd.add_argument("file", metavar="FILE", type=Path)
+    export_cmd.add_argument("-o", "--output", default="-", metavar="OUT",
+                            help="the Python file to write; - or none prints it to stdout")
+    _add_model_flags(export_cmd, "export")
+
+
+def _add_model_flags(command: argparse.ArgumentParser, verb: str) -> None:
+    """What every command that builds one model of a file takes: which model, its parameters,
+    the limits and custom layers."""
+    command.add_argument("--model", help=f"the model to {verb}, when the file has several")
+    _add_params(command)
+    _add_limits(command)
+    _add_modules(command)
+
+
+def _add_fmt_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt_cmd = commands.add_parser(
+        "fmt", help="rewrite specs in the canonical layout (comments and blank lines kept)",
+        description="Rewrite specs in the canonical layout: 4-space indents, canonical spacing, "
+                    "lines wrapped at 100 columns, comments and blank-line groups kept. A spec "
+                    "that does not parse is reported and left as it is (exit 1).")
+    fmt_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path,
+                         help="spec files, rewritten in place; - formats stdin to stdout")
+    fmt_cmd.add_argument("--check", action="store_true",
+                         help="write nothing; name the files that would change and exit 1 if any")
+    fmt_cmd.add_argument("--diff", action="store_true",
+                         help="write nothing; print what would change as a unified diff")
+
+
+def _add_graph_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    graph_cmd = commands.add_parser(
+        "graph", help="a picture of the forward's data flow, shapes on the edges (on meta)",
+        description="Draw the forward's data flow: inputs, layers, ops, block calls as clusters, "
+                    "loops folded with their repeat count, each edge labelled with its shape. "
+                    "Mermaid and DOT are written directly; SVG and PNG through graphviz's dot.")
+    graph_cmd.add_argument("file", metavar="FILE", type=Path, help="the spec file")
+    graph_cmd.add_argument("-o", "--output", default="-", metavar="OUT",
+                           help="OUT.mmd, OUT.dot, OUT.svg or OUT.png (the format from the "
+                                "suffix); - or none prints Mermaid (or --format) to stdout")
+    graph_cmd.add_argument("--format", choices=("mermaid", "dot", "svg", "png"),
+                           dest="picture", help="the output's format, whatever its suffix")
+    graph_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
+                           help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
+                                "argument; replaces the spec's input declarations)")
+    graph_cmd.add_argument("--depth", type=functools.partial(_depth, minimum=1), metavar="N",
+                           help="draw the blocks and sequentials N levels down as one node "
+                                "each (1: the model's children; default all: every level)")
+    _add_model_flags(graph_cmd, "draw")
+
+
+def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    import_cmd = commands.add_parser(
+        "import", help="write a spec for an nn.Module built by your own Python code",
+        description="Build an nn.Module with MODULE:FACTORY (e.g. torchvision.models:resnet18) "
+                    "and write a .net spec that builds the same module: containers kept, layers "
+                    "with their non-default arguments, repeated structures as blocks with "
+                    "parameters, the forward traced with torch.fx. MODULE is imported as "
+                    "Python (your own code, named on your command line).")
+    import_cmd.add_argument("factory", metavar="MODULE:FACTORY",
+                            help="a callable returning the module, e.g. torchvision.models:vgg11")
+    import_cmd.add_argument("--arg", action="append", type=_factory_arg, default=[],
+                            metavar="NAME=VALUE",
+                            help="a keyword argument of the factory, a Python literal or JSON "
+                                 "(repeatable): --arg num_classes=10")
+    import_cmd.add_argument("-o", "--output", type=Path, metavar="FILE",
+                            help="the spec file to write (default: stdout)")
+    import_cmd.add_argument("--name", help="the model's name (default: the module's class name)")
+
+
+def _factory_arg(text: str) -> tuple[str, object]:
+    from .fromtorch_factory import parse_arg  # light: ast and json, no torch
+
+    try:
+        return parse_arg(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _add_lab_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -144,6 +242,20 @@ def _samples(text: str) -> int:
     return value
 
 
+def _depth(text: str, minimum: int = 0) -> int | None:
+    """``--depth``: levels of rows (summary, from 0) or of nodes (graph, from 1); ``all`` for
+    no limit."""
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer or 'all': {text!r}") from None
+    if not minimum <= value <= _MAX_FLAG:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -209,23 +321,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if hasattr(args, "max_bytes"):
         args.limits = _limits(args)
-    from . import commands  # only now: --help and --version stay without torch
-    from .config import ConfigError, custom_layers
-
     try:
-        args.layers = custom_layers(args.modules) if hasattr(args, "modules") else {}
-    except ConfigError as err:
-        report = commands.Report(getattr(args, "format", "text"))
-        report.add_usage(str(err))
-        return report.emit()
-    try:
-        runs = {"summary": commands.run_summary, "probe": commands.run_probe,
-                "gain": commands.run_gain, "init-report": commands.run_init_report}
-        if args.command in runs:
-            return runs[args.command](args)
-        return commands.run_check(args).exit_code
+        return _run(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `netdsl init-report ... | head`: the reader has gone
         sys.stdout = open(os.devnull, "w")
         return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "fmt":  # without torch: a formatter runs in editors, on every save
+        from .fmt_command import run_fmt
+
+        return run_fmt(args)
+    from . import commands  # only now: --help and --version stay without torch
+    from .config import ConfigError, custom_layers
+    from .outcome import Report
+
+    try:
+        args.layers = custom_layers(args.modules) if hasattr(args, "modules") else {}
+    except ConfigError as err:
+        report = Report(getattr(args, "format", "text"))
+        report.add_usage(str(err))
+        return report.emit()
+    runs = {"summary": commands.run_summary, "probe": commands.run_probe,
+            "gain": commands.run_gain, "init-report": commands.run_init_report,
+            "graph": commands.run_graph, "import": commands.run_import,
+            "export": commands.run_export}
+    if args.command in runs:
+        return runs[args.command](args)
+    return commands.run_check(args).exit_code

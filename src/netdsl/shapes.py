@@ -498,7 +498,7 @@ def _primes_within(bound: int, taken: set[int]) -> tuple[int, int]:
 def _run(plan: ModelPlan, inputs: list[InputPlan], trace: Trace) -> None:
     model = probe_tree(plan, trace)
     _named(model)
-    runs = _argument_runs(plan, inputs)
+    runs = argument_runs(plan, inputs)
     for values in runs:
         trace.outputs.append(_call(model, inputs, values, trace))
         if trace.errors:
@@ -537,7 +537,7 @@ def model_span(model: nn.Module) -> Any:
     return getattr(model, "_netdsl_span", None)
 
 
-def _argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, Any]]:
+def argument_runs(plan: ModelPlan, inputs: list[InputPlan]) -> list[dict[str, Any]]:
     """Values for the non-tensor inputs: each dict key in turn, else a neutral value."""
     choices = []
     for item in inputs:

@@ -1,0 +1,408 @@
+"""Import, the forward: one module's ``forward`` -> the forward of its block, in netdsl syntax.
+
+``torch.fx`` traces the module with every submodule as a leaf, so the graph holds this module's
+own computation: calls of its children (``call_module``), torch functions and operators
+(``call_function``) and tensor methods (``call_method``). Each node is spelled as the language
+spells it (``netdsl.ops``): a chain of one-input calls becomes a pipeline (``x -> conv1 -> bn1``),
+a value used once is written where it is used, and anything else is a variable. A node without a
+netdsl spelling is refused, by name.
+"""
+
+from __future__ import annotations
+
+import keyword
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .errors import first_line
+from .fromtorch_layers import ImportFailure, is_literal, literal
+from .ops import ATTRIBUTES, DTYPES, LIST_METHODS, METHODS, OPS
+
+# How tightly an expression binds (docs/language.md §4.1): an operand binding more loosely than
+# its operator needs is put in parentheses.
+PIPE, COMPARE, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 1, 6, 7, 8, 9, 10, 11, 12
+_BINARY = {operator.add: ("+", ADD), operator.sub: ("-", ADD), operator.mul: ("*", MUL),
+           operator.truediv: ("/", MUL), operator.floordiv: ("//", MUL),
+           operator.mod: ("%", MUL), operator.matmul: ("@", MUL), operator.pow: ("**", POW),
+           operator.eq: ("==", COMPARE), operator.ne: ("!=", COMPARE),
+           operator.lt: ("<", COMPARE), operator.le: ("<=", COMPARE),
+           operator.gt: (">", COMPARE), operator.ge: (">=", COMPARE)}
+_UNARY = {operator.neg: "-", operator.pos: "+"}
+# Names the forward cannot give a variable: the spec's literals and the module's mode.
+_TAKEN = frozenset({"true", "false", "none", "self", "training", "children", "inf", "nan"})
+
+
+def _op_names() -> dict[int, str]:
+    """The torch callable behind each op name, by identity (``torch.flatten`` -> flatten)."""
+    homes = {"_torch": torch, "_F": F}
+    found = {}
+    for name, op in OPS.items():
+        home, _, attr = op.code.partition(".")
+        func = getattr(homes.get(home), attr, None) if home in homes else None
+        if func is not None:
+            found.setdefault(id(func), name)
+    return found
+
+
+_OP_NAMES = _op_names()
+_DTYPE_NAMES = {getattr(torch, name): name for name in DTYPES}
+
+
+class _OwnChildren(fx.Tracer):
+    """Traces one module's own forward: every submodule call stays a call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
+def trace(module: nn.Module, where: str) -> fx.Graph:
+    try:
+        graph = _OwnChildren().trace(module)
+    except Exception as err:  # fx's reason, whatever it is, is the user's to read
+        raise ImportFailure(f"{where}: torch.fx cannot trace its forward: "
+                            f"{type(err).__name__}: {first_line(err)}") from None
+    _drop_unread(graph)
+    return graph
+
+
+def _drop_unread(graph: fx.Graph) -> None:
+    """Shapes and items read for nothing: not a module call, so leaving them out changes
+    nothing. (A value an assert's message shows is kept, to be shown.)"""
+    shown = {name for node in graph.nodes if node.target is torch._assert
+             for arg in node.args if isinstance(arg, str)
+             for name in re.findall(r"Proxy\((\w+)\)", arg)}
+    for node in reversed(list(graph.nodes)):
+        if not node.users and node.name not in shown and (
+                (node.op == "call_function" and node.target in (getattr, operator.getitem))
+                or (node.op == "call_method" and node.target in ("size", "dim"))):
+            graph.erase_node(node)
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A forward's text, its numbers left as marks (``\\x00{k}\\x00``): the numbers in which the
+    instances of one block differ become its parameters (LayerNorm2d's width)."""
+
+    text: str  # "forward(x) = ..." or "forward(x) {" ... "}", lines joined by newlines
+    names: frozenset[str]  # every name it mentions: a block parameter must take none of them
+    numbers: tuple[int | float, ...]  # the value of each mark, in order
+
+    def written(self, number: Callable[[int], str]) -> str:
+        """The text with each mark replaced by ``number(k)``: a literal or a parameter."""
+        return re.sub("\x00(\\d+)\x00", lambda m: number(int(m.group(1))), self.text)
+
+
+@dataclass(frozen=True)
+class _Expr:
+    text: str
+    prec: int
+
+
+def render(graph: fx.Graph, where: str, stage: Callable[[str], str],
+           tensors: Iterable[str], reserved: Iterable[str]) -> Forward:
+    """The forward of ``graph``; ``stage`` spells a submodule path (``features.0`` ->
+    ``features[0]``), ``tensors`` are the module's own parameters and buffers."""
+    writer = _Writer(graph, where, stage, frozenset(tensors), frozenset(reserved))
+    return writer.forward()
+
+
+class _Writer:
+    def __init__(self, graph: fx.Graph, where: str, stage: Callable[[str], str],
+                 tensors: frozenset[str], reserved: frozenset[str]) -> None:
+        self.nodes = list(graph.nodes)
+        self.index = {node: i for i, node in enumerate(self.nodes)}
+        self.where, self.stage, self.tensors = where, stage, tensors
+        self.taken = set(reserved | _TAKEN | set(OPS))
+        self._check_spellings()
+        self.inline = {node for node in self.nodes if self._inlinable(node)}
+        self._settle_order()
+        self.names = self._name_variables()
+        self.numbers: list[int | float] = []
+
+    # ------------------------------------------------------------ which nodes are variables
+
+    def _inlinable(self, node: fx.Node) -> bool:
+        """A value used once is written where it is used; a pipeline only as the head of
+        another (elsewhere it would need parentheses: a variable reads better)."""
+        if node.op in ("placeholder", "get_attr"):
+            return True
+        if node.op == "output" or len(node.users) != 1:
+            return False
+        user = next(iter(node.users))
+        whole = user.op == "output" and user.args[0] is node  # return x -> f: no parentheses
+        return not self._is_pipe(node) or whole or self._pipe_head(user) is node
+
+    def _settle_order(self) -> None:
+        """Keep Python's evaluation order. A statement evaluates the values written into it
+        operands first; each must come after the statement before it and after the values it
+        evaluates before them, and every value between the two statements must be one of them.
+        A value out of place is computed as a variable of its own, in its place."""
+        changed = True
+        while changed:
+            changed = False
+            previous = -1
+            for root in self._statements():
+                late = self._out_of_place(root, previous)
+                self.inline -= late
+                changed = changed or bool(late)
+                previous = self.index[root]
+
+    def _out_of_place(self, root: fx.Node, previous: int) -> set[fx.Node]:
+        inner = list(self._evaluated(root))
+        late, latest = set(), previous
+        for node in inner:
+            if self.index[node] < latest:
+                late.add(node)
+            latest = max(latest, self.index[node])
+        between = {n for n in self.nodes[previous + 1:self.index[root]]
+                   if n.op not in ("placeholder", "get_attr")}
+        return late | (between - set(inner))
+
+    def _statements(self) -> list[fx.Node]:
+        return [n for n in self.nodes if n not in self.inline and n.op != "placeholder"]
+
+    def _evaluated(self, root: fx.Node) -> Iterable[fx.Node]:
+        """The inlined nodes a statement evaluates, in Python's order (operands first)."""
+        for arg in _node_args(root):
+            if arg in self.inline and arg.op not in ("placeholder", "get_attr"):
+                yield from self._evaluated(arg)
+                yield arg
+
+    def _name_variables(self) -> dict[fx.Node, str]:
+        names: dict[fx.Node, str] = {}
+        for node in self.nodes:
+            if node.op == "placeholder":
+                names[node] = self._argument(node)
+        for node in self._statements():
+            if node.op != "output" and not _is_assert(node):
+                names[node] = self._fresh(node.name)
+        return names
+
+    def _argument(self, node: fx.Node) -> str:
+        name = str(node.target)
+        if node.args or not _is_name(name) or name in self.taken:
+            raise ImportFailure(f"{self.where}: forward argument '{name}' cannot be written "
+                                f"in a spec (a name without a default, not a child's)")
+        self.taken.add(name)
+        return name
+
+    def _fresh(self, base: str) -> str:
+        base = base.lstrip("_") or "v"
+        name = base if _is_name(base) and base not in self.taken else f"{base}_out"
+        count = 1
+        while not _is_name(name) or name in self.taken:
+            count += 1
+            name = f"{base}_out{count}"
+        self.taken.add(name)
+        return name
+
+    # ------------------------------------------------------------ the text
+
+    def forward(self) -> Forward:
+        arguments = ", ".join(self.names[n] for n in self.nodes if n.op == "placeholder")
+        lines = [self._statement(node) for node in self._statements()]
+        if len(lines) == 1:
+            text = f"forward({arguments}) = {lines[0].removeprefix('return ')}"
+        else:
+            body = "\n".join("    " + line for line in lines)
+            text = f"forward({arguments}) {{\n{body}\n}}"
+        return Forward(text, frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)),
+                       tuple(self.numbers))
+
+    def _statement(self, node: fx.Node) -> str:
+        if node.op == "output":
+            result = node.args[0]
+            if isinstance(result, tuple):
+                return "return " + ", ".join(self._value(v).text for v in result)
+            return f"return {self._value(result).text}"
+        if _is_assert(node):  # netdsl's assert is torch._assert, as torchvision writes it
+            test, message = node.args
+            return f"assert {self._value(test).text}, {self._message(message)}"
+        return f"{self.names[node]} = {self._expr(node).text}"
+
+    def _message(self, message: Any) -> str:
+        """An assert's message; the values an f-string showed at trace time (``Proxy(h)``) are
+        shown again when the forward runs: ``f"... got {h}"``."""
+        if not isinstance(message, str):
+            return self._value(message).text
+        variables = {node.name: name for node, name in self.names.items()}
+        parts = re.split(r"Proxy\((\w+)\)", message)
+        if len(parts) == 1 or not all(p in variables for p in parts[1::2]):
+            return self._value(message).text
+        shown = [variables[p] if i % 2 else p.replace("{", "{{").replace("}", "}}")
+                 for i, p in enumerate(parts)]
+        return "f" + literal("".join(f"{{{p}}}" if i % 2 else p for i, p in enumerate(shown)))
+
+    def _value(self, value: Any, prec: int = 0) -> _Expr:
+        """An argument: a node (its variable, or its expression written in place) or a
+        constant, in parentheses if it binds more loosely than ``prec``."""
+        if isinstance(value, fx.Node):
+            expr = self._expr(value) if value in self.inline else _Expr(self.names[value], ATOM)
+        else:
+            expr = self._constant(value)
+        return _Expr(f"({expr.text})", ATOM) if expr.prec < prec else expr
+
+    def _constant(self, value: Any) -> _Expr:
+        if isinstance(value, (tuple, list)):
+            items = ", ".join(self._value(v).text for v in value)
+            if isinstance(value, tuple):
+                return _Expr(f"({items},)" if len(value) == 1 else f"({items})", ATOM)
+            return _Expr(f"[{items}]", ATOM)
+        if isinstance(value, torch.dtype) and value in _DTYPE_NAMES:
+            return _Expr(_DTYPE_NAMES[value], ATOM)
+        if isinstance(value, float) and value in (float("inf"), float("-inf")):
+            return _Expr("inf" if value > 0 else "-inf", ATOM if value > 0 else UNARY)
+        if not is_literal(value):
+            raise ImportFailure(f"{self.where}: the forward passes {type(value).__name__} "
+                                f"({value!r}), which a spec cannot write")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.numbers.append(value)
+            return _Expr(f"\x00{len(self.numbers) - 1}\x00", UNARY if value < 0 else ATOM)
+        return _Expr(literal(value), ATOM)
+
+    def _expr(self, node: fx.Node) -> _Expr:
+        if node.op == "placeholder":
+            return _Expr(self.names[node], ATOM)
+        if node.op == "get_attr":
+            return self._tensor(node)
+        if node.op == "call_module":
+            return self._call(self.stage(str(node.target)), node)
+        if node.op == "call_method":
+            return self._method(node)
+        return self._function(node)
+
+    def _tensor(self, node: fx.Node) -> _Expr:
+        if node.target not in self.tensors:
+            raise ImportFailure(f"{self.where}: the forward reads '{node.target}', a tensor "
+                                f"that is not the module's own parameter or buffer")
+        return _Expr(str(node.target), ATOM)
+
+    def _call(self, name: str, node: fx.Node) -> _Expr:
+        """``name`` called on the node's arguments; a pipeline stage when the first argument is
+        a value (``x -> flatten(1)``, ``x -> conv1``)."""
+        if self._pipe_head(node) is not None:
+            head = self._value(node.args[0], PIPE)
+            rest = self._arguments(node.args[1:], node.kwargs)
+            return _Expr(f"{head.text} -> {name}" + (f"({rest})" if rest else ""), PIPE)
+        return _Expr(f"{name}({self._arguments(node.args, node.kwargs)})", ATOM)
+
+    def _arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        return ", ".join([*(self._value(a).text for a in args),
+                          *(f"{k}={self._value(v).text}" for k, v in kwargs.items())])
+
+    def _method(self, node: fx.Node) -> _Expr:
+        name = str(node.target)
+        receiver = self._value(node.args[0], POSTFIX)
+        return _Expr(f"{receiver.text}.{name}({self._arguments(node.args[1:], node.kwargs)})",
+                     POSTFIX)
+
+    def _function(self, node: fx.Node) -> _Expr:
+        target = node.target
+        if target in _BINARY and len(node.args) == 2 and not node.kwargs:
+            symbol, prec = _BINARY[target]  # type: ignore[index]
+            left, right = (prec + 1, prec) if prec == POW else (prec, prec + 1)
+            if prec == COMPARE:  # a < b < c would chain: compare single operands only
+                left = right = prec + 1
+            return _Expr(f"{self._value(node.args[0], left).text} {symbol} "
+                         f"{self._value(node.args[1], right).text}", prec)
+        if target in _UNARY and len(node.args) == 1:
+            return _Expr(_UNARY[target] + self._value(node.args[0], UNARY).text,  # type: ignore[index]
+                         UNARY)
+        if target is operator.getitem:
+            return self._index(node)
+        if target is getattr and node.args[1] in ATTRIBUTES:
+            return _Expr(f"{self._value(node.args[0], POSTFIX).text}.{node.args[1]}", POSTFIX)
+        return self._call(_OP_NAMES[id(target)], node)
+
+    def _index(self, node: fx.Node) -> _Expr:
+        value, index = node.args
+        parts = index if isinstance(index, tuple) else (index,)
+        text = ", ".join(self._subscript(p) for p in parts)
+        return _Expr(f"{self._value(value, POSTFIX).text}[{text}]", POSTFIX)
+
+    def _subscript(self, part: Any) -> str:
+        if isinstance(part, slice):
+            bounds = [("" if b is None else self._value(b).text)
+                      for b in (part.start, part.stop, part.step)]
+            return ":".join(bounds[:2]) + (f":{bounds[2]}" if bounds[2] else "")
+        return "..." if part is Ellipsis else self._value(part).text
+
+    def _check_spellings(self) -> None:
+        """Refuse the first node, in the graph's order, that a spec cannot spell."""
+        for node in self.nodes:
+            if node.op == "call_method" and node.target not in METHODS | LIST_METHODS:
+                what = f"tensor method '{node.target}'"
+            elif node.op == "call_function" and not _spelled(node):
+                what = f"function {_qualified(node.target)}"
+            else:
+                continue
+            raise ImportFailure(f"{self.where}: {what} (fx node '{node.name}') has no netdsl "
+                                f"spelling (docs/forward-functions.md lists what a forward may "
+                                f"call)")
+
+    # ------------------------------------------------------------ pipelines
+
+    def _is_pipe(self, node: fx.Node) -> bool:
+        return self._pipe_head(node) is not None
+
+    def _pipe_head(self, node: fx.Node) -> fx.Node | None:
+        """The value a call takes as its pipeline input, if it is written as a stage."""
+        if not node.args or not isinstance(node.args[0], fx.Node):
+            return None
+        head = node.args[0]
+        if node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
+            return head
+        if node.op == "call_function" and id(node.target) in _OP_NAMES \
+                and node.target not in _BINARY and head not in _node_args_after_first(node):
+            return head
+        return None
+
+
+def _spelled(node: fx.Node) -> bool:
+    """Whether a call_function node has a netdsl spelling: an operator, an index, an
+    attribute, an op or an assert."""
+    target, args = node.target, node.args
+    return (_is_assert(node) or target is operator.getitem or id(target) in _OP_NAMES
+            or (target in _BINARY and len(args) == 2 and not node.kwargs)
+            or (target in _UNARY and len(args) == 1)
+            or (target is getattr and len(args) == 2 and args[1] in ATTRIBUTES))
+
+
+def _is_assert(node: fx.Node) -> bool:
+    return node.op == "call_function" and node.target is torch._assert \
+        and len(node.args) == 2 and not node.kwargs and not node.users
+
+
+def _node_args(node: fx.Node) -> list[fx.Node]:
+    """The nodes among a node's arguments, in the order Python evaluates them."""
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+    return found
+
+
+def _node_args_after_first(node: fx.Node) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args[1:], node.kwargs), lambda n: found.append(n) or n)
+    return found
+
+
+def _is_name(name: str) -> bool:
+    return (re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) is not None
+            and not keyword.iskeyword(name))
+
+
+def _qualified(target: Any) -> str:
+    module = getattr(target, "__module__", None)
+    # __name__, not __qualname__: torch.relu's is _VariableFunctionsClass.relu
+    name = getattr(target, "__name__", None) or repr(target)
+    return f"{module}.{name}" if module else str(name)
+
+
+__all__ = ["Forward", "render", "trace"]

@@ -1,0 +1,220 @@
+"""Graph: a checked model -> the data flow of its forward (nodes, edges, clusters), on meta.
+
+The forward runs as the shape pass runs it (netdsl.shapes: a Probe per layer, the instrumented
+forward), once more, with a recorder watching (netdsl.graph_record): each layer call, op and
+block call becomes a node or a cluster, each tensor an edge labelled with its shape. Two passes
+over the result make the picture readable: the blocks ``depth`` levels down fold into one node
+each, and the iterations of a loop that are alike fold into one, with the repeat count. The
+model drawn is in netdsl.graph_model; writers for Mermaid and DOT, and the rendering through
+graphviz, in netdsl.graph_render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from . import codes
+from .api import check_shapes, choose_model, given_inputs, open_unit, plan_model, raise_first
+from .check import Checker
+from .errors import UsageValueError, fail
+from .graph_model import Edge, Graph, Group, Node
+from .graph_record import record
+from .limits import DEFAULT_LIMITS, Limits
+from .registry import Registry
+from .shapes import trace_shapes
+
+
+def graph(path: Any, *, model: str | None = None,
+          inputs: Sequence[Sequence[int | str]] | None = None, depth: int | None = None,
+          modules: Mapping[str, type[nn.Module]] | None = None,
+          limits: Limits = DEFAULT_LIMITS, params: Mapping[str, Any] | None = None) -> Graph:
+    """The data flow of a spec's model; ``inputs`` replace its input declarations (as in
+    :func:`netdsl.summary`), ``depth`` draws the blocks that many levels down as one node
+    each.
+
+    ``params`` are the model's parameter values, a dict: a model may well have a parameter
+    called ``depth``.
+    """
+    if inputs is not None:
+        check_shapes(inputs, "inputs")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise UsageValueError(f"depth takes an int of at least 1 (or None), got {depth!r}")
+    with open_unit(path, limits) as (_, unit):
+        decl = choose_model(unit, model)
+        plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits),
+                          params or {})
+        declared = plan.inputs if inputs is None else given_inputs(plan, inputs, decl)
+        if not any(i.shape is not None for i in declared):
+            fail(f"{plan.name} declares no input shape, and a graph follows the tensors: "
+                 f"declare one (input x: [N, ...]) or give --input", plan.span, codes.SHAPE)
+        trace = trace_shapes(plan, declared)
+        raise_first(trace.errors)
+        recorded = record(plan, declared, trace)
+    if depth is not None:
+        fold_depth(recorded, depth)
+    fold_loops(recorded)
+    return recorded
+
+
+# ---------------------------------------------------------------- folding blocks
+
+
+def fold_depth(drawn: Graph, depth: int) -> None:
+    """Each block or sequential call ``depth`` levels down becomes one node (1: the model's
+    own children, as torchinfo's ``depth``)."""
+    merged: dict[str, str] = {}
+    _fold_deep(drawn.root, depth, merged)
+    drawn.edges = _redirect(drawn.edges, merged, set())
+
+
+def _fold_deep(group: Group, depth: int, merged: dict[str, str]) -> None:
+    for index, item in enumerate(group.items):
+        if not isinstance(item, Group):
+            continue
+        if item.kind in ("block", "sequential") and item.depth >= depth:
+            node = Node(f"{item.id}_folded", "block", item.name, item.detail, [item.path],
+                        scope=item.scope, site=item.site)
+            merged.update((inner.id, node.id) for inner in item.nodes())
+            group.items[index] = node
+        else:
+            _fold_deep(item, depth, merged)
+
+
+def _redirect(edges: list[Edge], merged: Mapping[str, str], dropped: set[tuple[str, str]]
+              ) -> list[Edge]:
+    """Edges between the nodes folded into others: inside one fold they disappear, the rest
+    are redirected, each kept once."""
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for edge in edges:
+        if (edge.source, edge.target) in dropped:
+            continue
+        source, target = merged.get(edge.source, edge.source), merged.get(edge.target, edge.target)
+        if source == target and (edge.source != source or edge.target != target):
+            continue
+        if (source, target, edge.shape) not in seen:
+            seen.add((source, target, edge.shape))
+            kept.append(Edge(source, target, edge.shape, edge.dims))
+    return kept
+
+
+# ---------------------------------------------------------------- folding loops
+
+
+def fold_loops(drawn: Graph) -> None:
+    """The iterations of a loop, when alike (same calls, same shapes), become one, repeated.
+
+    Within one call of a forward, a call site runs twice only in a loop (a forward has no
+    recursion and no while), so a repeating run of call sites is a loop's iterations.
+    """
+    signatures = _Signatures(drawn)
+    while True:
+        found = _find_loop(drawn.root, signatures)
+        if found is None:
+            return
+        group, start, period, count = found
+        _fold(drawn, group, start, period, count)
+        signatures.forget()
+
+
+@dataclass
+class _Signatures:
+    """What makes two iterations alike: the same calls, ops and shapes, item by item."""
+
+    drawn: Graph
+    _inputs: dict[str, list[str]] | None = None
+
+    def forget(self) -> None:
+        self._inputs = None
+
+    def of(self, item: Node | Group) -> tuple[Any, ...]:
+        if self._inputs is None:
+            self._inputs = {}
+            for edge in self.drawn.edges:
+                self._inputs.setdefault(edge.target, []).append(edge.shape)
+        if isinstance(item, Node):
+            return (item.kind, item.detail, item.name if item.kind == "op" else "",
+                    item.repeat, tuple(self._inputs.get(item.id, [])))
+        return (item.kind, item.detail, item.repeat, tuple(self.of(i) for i in item.items))
+
+
+def _find_loop(group: Group, signatures: _Signatures
+               ) -> tuple[Group, int, int, int] | None:
+    """The innermost, first run of alike iterations: (group, start, period, count)."""
+    for item in group.items:
+        if isinstance(item, Group):
+            inner = _find_loop(item, signatures)
+            if inner is not None:
+                return inner
+    sites = [item.site for item in group.items]
+    following: dict[object, int] = {}
+    again: list[int | None] = [None] * len(sites)  # where each item's site runs next
+    for index in range(len(sites) - 1, -1, -1):
+        if sites[index] is not None:
+            again[index] = following.get(sites[index])
+            following[sites[index]] = index
+    for start, next_run in enumerate(again):
+        if next_run is None:
+            continue
+        period = next_run - start
+        count = _repeats(group.items, sites, start, period, signatures)
+        if count > 1:
+            return group, start, period, count
+    return None
+
+
+def _repeats(items: list[Node | Group], sites: list[object], start: int, period: int,
+             signatures: _Signatures) -> int:
+    first = items[start:start + period]
+    shape = [signatures.of(i) for i in first]
+    count = 1
+    while True:
+        begin = start + count * period
+        chunk = items[begin:begin + period]
+        if len(chunk) < period or sites[begin:begin + period] != sites[start:start + period] \
+                or [signatures.of(i) for i in chunk] != shape:
+            return count
+        count += 1
+
+
+def _fold(drawn: Graph, group: Group, start: int, period: int, count: int) -> None:
+    iterations = [group.items[start + k * period:start + (k + 1) * period]
+                  for k in range(count)]
+    first = iterations[0]
+    merged: dict[str, str] = {}
+    which: dict[str, int] = {}
+    for k, iteration in enumerate(iterations):
+        for kept, other in zip(_flat(first), _flat(iteration), strict=True):
+            which[other.id] = k
+            if k:
+                merged[other.id] = kept.id
+                kept.paths += other.paths
+        for kept_item, other_item in zip(first, iteration, strict=True):
+            if k and isinstance(kept_item, Group) and isinstance(other_item, Group):
+                kept_item.paths += other_item.paths
+    # An iteration's output feeding the next is the loop itself, drawn as the repeat count.
+    dropped = {(e.source, e.target) for e in drawn.edges
+               if e.source in which and e.target in which and which[e.source] != which[e.target]}
+    drawn.edges = _redirect(drawn.edges, merged, dropped)
+    group.items[start:start + period * count] = [_repeated(first, count, group)]
+
+
+def _flat(items: list[Node | Group]) -> list[Node]:
+    return [node for item in items
+            for node in ([item] if isinstance(item, Node) else item.nodes())]
+
+
+def _repeated(first: list[Node | Group], count: int, parent: Group) -> Node | Group:
+    """One iteration standing for all: the item itself when it is one, else a loop cluster."""
+    if len(first) == 1:
+        first[0].repeat *= count
+        return first[0]
+    return Group(f"{first[0].id}_loop", "loop", "loop", depth=parent.depth, items=first,
+                 repeat=count, site=first[0].site)
+
+
+__all__ = ["Edge", "Graph", "Group", "Node", "fold_depth", "fold_loops", "graph"]
