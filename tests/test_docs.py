@@ -14,12 +14,12 @@ import pytest
 from helpers import Scale
 
 import netdsl
+from netdsl.fmt import SPEC_BLOCK as BLOCK
+from netdsl.fmt import is_excerpt
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```netdsl\n(.*?)```", re.S)
 SOURCE = re.compile(r"#\s*(examples/\S+\.net)")
-
 
 
 def blocks() -> list[tuple[str, int, str]]:
@@ -33,12 +33,6 @@ def blocks() -> list[tuple[str, int, str]]:
 
 
 BLOCKS = blocks()
-
-
-def is_excerpt(block: str) -> bool:
-    """An excerpt of an example file ("# examples/x.net (excerpt)"), or a fragment ("...")."""
-    lines = block.splitlines()
-    return bool(lines) and ("(excerpt)" in lines[0] or any(x.strip() == "..." for x in lines))
 
 
 @pytest.mark.parametrize(("doc", "line", "block"),

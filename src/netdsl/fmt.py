@@ -24,7 +24,7 @@ from .errors import NetDSLError
 from .fmt_layout import OPENERS, WIDTH, Line, is_block_open, lay_out
 from .fmt_tokens import Piece, read_pieces
 
-# A spec block of the docs; tests/test_docs.py reads them so too.
+# A spec block of the docs (tests/test_docs.py finds them with this too).
 SPEC_BLOCK = re.compile(r"```netdsl\n(.*?)```", re.S)
 
 
