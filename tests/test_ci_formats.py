@@ -208,7 +208,7 @@ def test_init_report_warns_in_every_format(capsys: pytest.CaptureFixture[str],
 
 
 def test_pre_commit_hook_manifest_is_valid_and_runs() -> None:
-    [hook] = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))
+    hook, _ = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))
     assert (hook["id"], hook["language"], hook["files"]) == ("netdsl-check", "python", r"\.net$")
     # What pre-commit runs: the entry with the matching files appended.
     entry = shlex.split(hook["entry"])
@@ -219,6 +219,22 @@ def test_pre_commit_hook_manifest_is_valid_and_runs() -> None:
     bad = subprocess.run([*command[:-len(ALL_EXAMPLES)], str(ERRORS / "unknown_layer.net")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1
+
+
+def test_pre_commit_fmt_hook_leaves_formatted_specs_and_rewrites_others(tmp_path: Path) -> None:
+    _, hook = load_manifest(str(ROOT / ".pre-commit-hooks.yaml"))
+    assert (hook["id"], hook["language"], hook["files"]) == ("netdsl-fmt", "python", r"\.net$")
+    entry = shlex.split(hook["entry"])
+    assert entry[0] == "netdsl"
+    command = [sys.executable, "-m", "netdsl", *entry[1:], *hook["args"]]
+    done = subprocess.run([*command, *ALL_EXAMPLES], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "")  # the examples are formatted: nothing to do
+    ugly = tmp_path / "ugly.net"
+    ugly.write_text("model M {\n  x=Linear( 2,3 )\n}\n")
+    done = subprocess.run([*command, str(ugly)], capture_output=True, text=True, check=False)
+    # pre-commit stops the commit because the file changed; the hook itself succeeds
+    assert (done.returncode, done.stdout) == (0, f"reformatted {ugly}\n")
+    assert ugly.read_text() == "model M {\n    x = Linear(2, 3)\n}\n"
 
 
 def test_the_documented_workflow_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -426,6 +426,21 @@ def test_fmt_rewrites_files_in_place_and_names_those_it_changed(
     assert ugly.read_text() == PRETTY and pretty.read_text() == PRETTY
 
 
+def test_fmt_of_a_directory_formats_the_specs_under_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for name in ("b.net", "sub/a.net", ".hidden/c.net", "notes.txt"):
+        (tmp_path / name).write_text(UGLY)
+    assert main(["fmt", "--check", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == (f"would reformat {tmp_path / 'b.net'}\n"
+                                       f"would reformat {tmp_path / 'sub' / 'a.net'}\n")
+    assert main(["fmt", str(tmp_path)]) == 0
+    assert (tmp_path / "sub" / "a.net").read_text() == PRETTY
+    assert (tmp_path / ".hidden" / "c.net").read_text() == UGLY
+    assert (tmp_path / "notes.txt").read_text() == UGLY
+
+
 def test_fmt_check_names_files_to_reformat_and_fails(
         files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     ugly, pretty = files

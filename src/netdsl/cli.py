@@ -93,7 +93,8 @@ def _add_fmt_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
                     "lines wrapped at 100 columns, comments and blank-line groups kept. A spec "
                     "that does not parse is reported and left as it is (exit 1).")
     fmt_cmd.add_argument("files", nargs="+", metavar="FILE", type=Path,
-                         help="spec files, rewritten in place; - formats stdin to stdout")
+                         help="spec files or directories (their .net files), rewritten in "
+                              "place; - formats stdin to stdout")
     fmt_cmd.add_argument("--check", action="store_true",
                          help="write nothing; name the files that would change and exit 1 if any")
     fmt_cmd.add_argument("--diff", action="store_true",

@@ -18,11 +18,22 @@ def run_fmt(args: argparse.Namespace) -> int:
     report = Report()
     if not present(report, args.files):
         return report.emit()
-    changed = [attempt(report, path, lambda p=path: _fmt_file(p, args)) for path in args.files]
+    files = [found for path in args.files for found in _specs(path)]
+    changed = [attempt(report, path, lambda p=path: _fmt_file(p, args)) for path in files]
     report.emit()
     if report.exit_code == EXIT_OK and args.check and any(changed):
         return EXIT_INVALID
     return report.exit_code
+
+
+def _specs(path: Path) -> list[Path]:
+    """A file as named; a directory as the ``.net`` files under it, in sorted order, skipping
+    hidden directories (``.git``, ``.venv``), as black and gofmt walk a tree."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*.net")
+                  if p.is_file() and not any(part.startswith(".")
+                                             for part in p.relative_to(path).parts))
 
 
 def _fmt_file(path: Path, args: argparse.Namespace) -> bool:
