@@ -79,7 +79,6 @@ def _describe(module: nn.Module, path: str) -> Node:
     if kind is not None:
         container = Container(kind, _where(module, path), tuple(
             (key, _describe(child, _join(path, key))) for key, child in module.named_children()))
-        _check_keys(container)
         return container
     if is_torch_nn(module):
         raise ImportFailure(f"{_where(module, path)}: not a layer of the language "
@@ -146,15 +145,6 @@ def _stage(target: str, children: dict[str, Node], where: str) -> str:
         text += f"[{literal(key)}]" if node.kind == "dict" else f"[{keys.index(key)}]"
         node = dict(node.items)[key]
     return text
-
-
-def _check_keys(node: Container) -> None:
-    if node.kind != "sequential" or node.numbered:
-        return  # a dict's key may be a string (torch allows no '.' in it, nor does a spec)
-    for key, _ in node.items:
-        if not is_name(key):
-            raise ImportFailure(f"{node.where}: key '{key}' of a sequential cannot be written "
-                                f"in a spec (the keys of a named sequential are names)")
 
 
 def _refuse_shared_modules(module: nn.Module) -> None:
