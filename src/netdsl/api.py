@@ -92,7 +92,7 @@ def loads(text: str, *, path: str = "<string>", model: str | None = None,
 
 @contextlib.contextmanager
 def open_unit(path: PathLike | None, limits: Limits, *, text: str = "", name: str = ""
-            ) -> Iterator[tuple[Loader, Unit]]:
+              ) -> Iterator[tuple[Loader, Unit]]:
     """A spec file (or text) and its imports, loaded; errors inside get their source lines."""
     _check_usage(path, limits, text)
     loader = Loader(Path(path).parent if path is not None else Path.cwd(), limits)
@@ -176,7 +176,7 @@ def _check_params(plan: ModelPlan, budget: int, setting: str,
 
 
 def ready_plan(unit: Unit, model: str | None, modules: Mapping[str, type[nn.Module]] | None,
-                limits: Limits, params: Mapping[str, Any]) -> ModelPlan:
+               limits: Limits, params: Mapping[str, Any]) -> ModelPlan:
     """The checked plan with inferred arguments filled in: everything short of building."""
     decl = choose_model(unit, model)
     plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
@@ -468,7 +468,7 @@ def _check_shape(shape: object, argument: str, symbols: bool = False) -> None:
 
 
 def given_inputs(plan: ModelPlan, shapes: Sequence[Sequence[int | str]],
-                  decl: n.ModelDecl) -> list[InputPlan]:
+                decl: n.ModelDecl) -> list[InputPlan]:
     declared = plan.inputs or [InputPlan(a, [], "tensor", decl.span) for a in plan.arg_names]
     tensors = [i for i in declared if i.shape is not None]
     if len(shapes) != len(tensors):

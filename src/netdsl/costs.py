@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
 from torch.utils.module_tracker import ModuleTracker
 
 
@@ -35,8 +34,12 @@ class Costs:
 
 def count_costs(model: nn.Module, args: Sequence[Any]) -> Costs:
     """One forward of ``model`` (already in the mode to count) under FlopCounterMode."""
+    # Imported here: torch.utils.flop_counter takes ~60 ms to import, which `netdsl check` and
+    # `netdsl.load` (both import the summary's module) should not pay.
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
     tracker = ModuleTracker()
-    ops = _UncountedOps(tracker)
+    ops = _UncountedOps(tracker, frozenset(flop_registry))
     outputs: list[int] = []
     with _hooks(_parameter_leaves(model), lambda _path, out: outputs.append(_bytes(out))), \
             torch.no_grad(), tracker, ops, FlopCounterMode(display=False) as counter:
@@ -73,9 +76,10 @@ class _UncountedOps(TorchDispatchMode):
     Views (``view``, ``t``, ``expand``) only alias memory and ops without a tensor argument
     (``empty``, ``arange``) read nothing: neither computes on the data, so neither is listed."""
 
-    def __init__(self, tracker: ModuleTracker) -> None:
+    def __init__(self, tracker: ModuleTracker, counted: frozenset[Any]) -> None:
         super().__init__()
         self.tracker = tracker  # which modules are running: ``parents``, as FlopCounterMode's
+        self.counted = counted  # the op packets FlopCounterMode has a formula for
         self.calls: Counter[str] = Counter()
         self.within: defaultdict[str, set[str]] = defaultdict(set)
 
@@ -83,7 +87,7 @@ class _UncountedOps(TorchDispatchMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         packet = func._overloadpacket
-        if packet not in flop_registry and not _aliases(func) and any(
+        if packet not in self.counted and not _aliases(func) and any(
                 isinstance(a, torch.Tensor) for a in tree_leaves((args, kwargs))):
             self.calls[str(packet)] += 1
             for name in self.tracker.parents:
