@@ -26,9 +26,10 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 import netdsl
 from netdsl.cli import main
+from netdsl.fromtorch_write import MIN_REPEAT
 from netdsl.graph import graph
 from netdsl.graph_model import Graph, Group, Node
-from netdsl.graph_render import FORMATS, REPEAT_MARK, to_dot, to_mermaid
+from netdsl.graph_render import FORMATS, REPEAT_MARK, lines_of, to_dot, to_mermaid
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SIZES = {"N": 2, "B": 2, "T": 16}
@@ -99,15 +100,14 @@ def hooked_calls(model: nn.Module, *args: Any) -> list[tuple[str, list[tuple[int
 
 
 def layer_calls(group: Group) -> list[Node]:
-    """The layer nodes in forward order, a folded loop's body once per iteration."""
+    """The layer nodes in forward order, a folded loop's body or run of a sequential's alike
+    children once per iteration (folds inside folds too)."""
     found: list[Node] = []
     for item in group.items:
         if isinstance(item, Node):
             found += [item] * item.repeat if item.kind == "layer" else []
-        elif item.repeat > 1:
-            found += [n for _ in range(item.repeat) for n in item.nodes() if n.kind == "layer"]
         else:
-            found += layer_calls(item)
+            found += layer_calls(item) * item.repeat
     return found
 
 
@@ -120,6 +120,31 @@ def layer_paths(group: Group) -> list[str]:
         seen[node.id] = turn + 1
         paths.append(node.paths[turn % len(node.paths)])
     return paths
+
+
+def check_layer_edges(result: Graph, calls: list[tuple[str, list[tuple[int, ...]],
+                                                         tuple[int, ...]]]) -> None:
+    """Each layer node's edges carry the shapes that every call it stands for takes and
+    gives."""
+    seen = {path: (ins, out) for path, ins, out in calls}
+    for node in result.nodes():
+        if node.kind != "layer":
+            continue
+        incoming = {sizes(e.dims) for e in result.edges if e.target == node.id}
+        outgoing = {sizes(e.dims) for e in result.edges if e.source == node.id}
+        for path in node.paths:
+            assert incoming == set(seen[path][0]) and outgoing == {seen[path][1]}, path
+
+
+def alike_runs(keys: list[Any]) -> list[list[int]]:
+    """The indices of the runs of equal consecutive keys."""
+    runs: list[list[int]] = []
+    for index, key in enumerate(keys):
+        if runs and keys[runs[-1][0]] == key:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
 
 
 def sizes(dims: tuple[str, ...]) -> tuple[int, ...]:
@@ -213,14 +238,7 @@ def test_layer_nodes_and_edge_shapes_are_what_a_real_forward_sees(name: str) -> 
     result = drawn(name)
     calls = hooked_calls(built(name), real_input(name))
     assert layer_paths(result.root) == [path for path, _, _ in calls]
-    seen = {path: (ins, out) for path, ins, out in calls}
-    for node in result.nodes():
-        if node.kind == "layer":
-            ins, out = seen[node.paths[0]]
-            incoming = [sizes(e.dims) for e in result.edges if e.target == node.id]
-            outgoing = [sizes(e.dims) for e in result.edges if e.source == node.id]
-            assert set(incoming) == set(ins), node.paths[0]
-            assert outgoing and set(outgoing) == {out}, node.paths[0]
+    check_layer_edges(result, calls)
 
 
 def test_edge_shapes_name_the_symbols() -> None:
@@ -307,6 +325,117 @@ def test_a_loop_whose_iterations_differ_stays_unrolled() -> None:
     assert all(n.repeat == 1 for n in drawn("densenet121").nodes())
 
 
+# ---------------------------------------------------------------- alike children of a sequential
+
+SEQUENTIAL_RUNS = """model Stack {
+    input x: [N, 64]
+    body = sequential {
+        Linear(64, 32)
+        for i in range(5) { Linear(32, 32) }
+        for i in range(3) { ReLU() }
+        Linear(32, 32)
+        Linear(32, 32)
+    }
+    forward(x) = body(x)
+}
+"""
+
+
+def test_alike_consecutive_children_of_a_sequential_fold_into_one(tmp_path: Path) -> None:
+    spec = tmp_path / "stack.net"
+    spec.write_text(SEQUENTIAL_RUNS)
+    model = netdsl.load(spec)
+    calls = hooked_calls(model, torch.randn(2, 64))
+    result = graph(spec)
+    layers = [n for n in result.nodes() if n.kind == "layer"]
+    # Linear(64, 32) differs from the five after it; the ReLUs are a run of their own, right
+    # after theirs (the edge between the two runs stays); a run of two stays two.
+    assert [n.paths for n in layers] == [["body.0"], [f"body.{i}" for i in range(1, 6)],
+                                         ["body.6", "body.7", "body.8"], ["body.9"], ["body.10"]]
+    assert [n.repeat for n in layers] == [1, 5, 3, 1, 1]
+    assert lines_of(layers[1]) == [f"1 … 5 {REPEAT_MARK} 5", "Linear(32, 32)"]
+    assert lines_of(layers[2]) == [f"6 … 8 {REPEAT_MARK} 3", "ReLU()"]
+    assert layer_paths(result.root) == [p for p, _, _ in calls]
+    check_layer_edges(result, calls)
+
+
+NESTED_SEQUENTIALS = """model Nested {
+    input x: [N, 8]
+    body = sequential {
+        for i in range(3) { sequential { Linear(8, 8)  ReLU() } }
+        sequential { Linear(8, 8)  Tanh() }
+        sequential { Linear(8, 8)  Sigmoid() }
+        sequential { Linear(8, 8)  Tanh() }
+    }
+    forward(x) = body(x)
+}
+"""
+
+
+def test_folded_sequentials_fold_only_when_their_contents_are_alike(tmp_path: Path) -> None:
+    """At --depth 2 each inner sequential is one node labelled `sequential`: what it holds
+    decides whether it is alike its neighbours."""
+    spec = tmp_path / "nested.net"
+    spec.write_text(NESTED_SEQUENTIALS)
+    children = list(netdsl.load(spec).body.named_children())
+    runs = alike_runs([tuple(type(m) for m in child) for _, child in children])
+    expected = [[f"body.{children[i][0]}" for i in run] for run in runs]
+    assert [len(paths) for paths in expected] == [MIN_REPEAT, 1, 1, 1]
+    folded = [n for n in graph(spec, depth=2).nodes() if n.kind == "block"]
+    assert [n.paths for n in folded] == expected
+
+
+def test_vit_encoder_layers_fold_into_one_cluster() -> None:
+    params = {"image_size": 32, "num_classes": 10}
+    with torch.device("meta"):
+        reference = torchvision.models.vit_b_16(**params)
+    # The hooks watch netdsl's build (torchvision's Encoder would count as one layer).
+    model = netdsl.load(EXAMPLES / "zoo" / "vit.net", model="vit_b_16", device="meta", **params)
+    calls = hooked_calls(model, torch.zeros(2, 3, 32, 32, device="meta"))
+    result = graph(EXAMPLES / "zoo" / "vit.net", model="vit_b_16", params=params)
+    (encoder,) = [g for g in _groups(result.root) if g.repeat > 1]
+    names = [name for name, _ in reference.encoder.layers.named_children()]
+    assert encoder.kind == "block" and encoder.repeat == len(names) == 12
+    assert encoder.paths == [f"encoder.layers.{name}" for name in names]
+    assert lines_of(encoder)[0] == f"{names[0]} … {names[-1]} {REPEAT_MARK} {len(names)}"
+    assert layer_paths(result.root) == [p for p, _, _ in calls]
+    check_layer_edges(result, calls)
+
+
+def test_depth_2_folds_the_alike_blocks_of_a_resnet_stage() -> None:
+    """A stage's stride-2 first block stays apart; the identical ones after it fold when there
+    are MIN_REPEAT of them (resnet34: 3, 4, 6, 3 blocks)."""
+    reference = torchvision.models.resnet34(num_classes=10)
+    expected: list[list[str]] = []
+    for stage_name, stage in reference.named_children():
+        if not isinstance(stage, nn.Sequential):
+            continue
+        blocks = list(stage.named_children())
+        keys = [(b.conv1.in_channels, b.conv1.out_channels, b.conv1.stride, b.downsample is None)
+                for _, b in blocks]
+        for run in alike_runs(keys):
+            paths = [f"{stage_name}.{blocks[i][0]}" for i in run]
+            expected += [paths] if len(run) >= MIN_REPEAT else [[path] for path in paths]
+    result = graph(EXAMPLES / "zoo" / "resnet.net", model="resnet34",
+                   params={"num_classes": 10}, inputs=[["N", 3, 64, 64]], depth=2)
+    folded = [n for n in result.nodes() if n.kind == "block"]
+    assert [n.paths for n in folded] == expected
+    assert [n.repeat for n in folded] == [len(paths) for paths in expected]
+    assert lines_of(folded[2]) == [f"1 … 3 {REPEAT_MARK} 3", "BasicBlock(128, 128)"]
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for path, block in reference.named_modules():
+        if path.count(".") == 1 and path.startswith("layer"):
+            block.register_forward_hook(lambda m, ins, out, p=path: shapes.update(
+                {p: (tuple(ins[0].shape), tuple(out.shape))}))
+    with torch.no_grad():
+        reference(torch.zeros(2, 3, 64, 64))
+    for node in folded:
+        assert {sizes(e.dims) for e in result.edges if e.target == node.id} == \
+            {shapes[node.paths[0]][0]}
+        assert {sizes(e.dims) for e in result.edges if e.source == node.id} == \
+            {shapes[node.paths[-1]][1]}
+
+
 def test_dict_choices_list_their_keys_and_every_keys_shape() -> None:
     result = graph(EXAMPLES / "module_dict.net")
     choices = [n for n in result.nodes() if n.kind == "choice"]
@@ -346,10 +475,42 @@ def test_depth_2_folds_resnet_blocks_labelled_with_their_call() -> None:
     blocks = [(name, m) for name, m in model.named_modules() if name.count(".") == 1
               and name.startswith("layer")]
     assert [n.paths[0] for n in folded] == [name for name, _ in blocks]
+    # The trailing arguments left at their defaults are not shown: `BasicBlock(64, 128, 2)`.
     for node, (_, block) in zip(folded, blocks, strict=True):
         conv = block.conv1
-        assert node.detail.startswith(f"{type(block).__name__}(")
-        assert node.detail.count(str(conv.in_channels)) >= 1
+        stride = f", {conv.stride[0]}" if conv.stride != (1, 1) else ""
+        assert node.detail == f"{type(block).__name__}({conv.in_channels}, " \
+            f"{conv.out_channels}{stride})"
+
+
+BLOCK_DEFAULTS = """block Widen(c: int, wide: int = c * 2, act: layer = ReLU) {
+    fc = Linear(c, wide)
+    a = act()
+    forward(x) = x -> fc -> a
+}
+
+model Net {
+    input x: [N, 4]
+    a = Widen(4)
+    b = Widen(8, 8)
+    c = Widen(8, 16, Tanh)
+    d = Widen(16, 32, ReLU)
+    forward(x) = x -> a -> b -> c -> d
+}
+"""
+
+
+def test_a_block_label_drops_the_trailing_arguments_at_their_defaults(tmp_path: Path) -> None:
+    """A default is evaluated as the call binds it, over the parameters before it: d's 32 is
+    16 * 2, so it goes, with the ReLU after it; c's Tanh keeps 16 before it."""
+    spec = tmp_path / "widen.net"
+    spec.write_text(BLOCK_DEFAULTS)
+    model = netdsl.load(spec)
+    blocks = [g for g in _groups(graph(spec).root) if g.kind == "block"]
+    assert [(g.path, g.detail) for g in blocks] == [
+        ("a", "Widen(4)"), ("b", "Widen(8, 8)"), ("c", "Widen(8, 16, Tanh)"), ("d", "Widen(16)")]
+    assert [(m.fc.out_features, type(m.a)) for m in model.children()] == [
+        (8, nn.ReLU), (8, nn.ReLU), (16, nn.Tanh), (32, nn.ReLU)]
 
 
 def test_depth_is_at_least_1(capsys: pytest.CaptureFixture[str]) -> None:

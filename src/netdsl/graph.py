@@ -4,7 +4,8 @@ The forward runs as the shape pass runs it (netdsl.shapes: a Probe per layer, th
 forward), once more, with a recorder watching (netdsl.graph_record): each layer call, op and
 block call becomes a node or a cluster, each tensor an edge labelled with its shape. Two passes
 over the result make the picture readable: the blocks ``depth`` levels down fold into one node
-each, and the iterations of a loop that are alike fold into one, with the repeat count. The
+each, and the iterations of a loop that are alike fold into one, with the repeat count, as do
+three or more alike consecutive children of a sequential (ViT's encoder layers). The
 model drawn is in netdsl.graph_model; writers for Mermaid and DOT, and the rendering through
 graphviz, in netdsl.graph_render.
 """
@@ -21,6 +22,7 @@ from . import codes
 from .api import check_shapes, choose_model, given_inputs, open_unit, plan_model, raise_first
 from .check import Checker
 from .errors import UsageValueError, fail
+from .fromtorch_write import MIN_REPEAT
 from .graph_model import Edge, Graph, Group, Node
 from .graph_record import record
 from .limits import DEFAULT_LIMITS, Limits
@@ -77,7 +79,7 @@ def _fold_deep(group: Group, depth: int, merged: dict[str, str]) -> None:
             continue
         if item.kind in ("block", "sequential") and item.depth >= depth:
             node = Node(f"{item.id}_folded", "block", item.name, item.detail, [item.path],
-                        scope=item.scope, site=item.site)
+                        scope=item.scope, site=item.site, folded=item)
             merged.update((inner.id, node.id) for inner in item.nodes())
             group.items[index] = node
         else:
@@ -104,9 +106,12 @@ def _redirect(edges: list[Edge], merged: Mapping[str, str], dropped: set[tuple[s
 
 # ---------------------------------------------------------------- folding loops
 
+Run = tuple[int, int, int]  # alike iterations in a group's items: (start, period, count)
+
 
 def fold_loops(drawn: Graph) -> None:
-    """The iterations of a loop, when alike (same calls, same shapes), become one, repeated.
+    """The iterations of a loop, when alike (same calls, same shapes), become one, repeated;
+    so do MIN_REPEAT or more alike consecutive children of a sequential.
 
     Within one call of a forward, a call site runs twice only in a loop (a forward has no
     recursion and no while), so a repeating run of call sites is a loop's iterations.
@@ -116,8 +121,8 @@ def fold_loops(drawn: Graph) -> None:
         found = _find_loop(drawn.root, signatures)
         if found is None:
             return
-        group, start, period, count = found
-        _fold(drawn, group, start, period, count)
+        group, runs = found
+        _fold(drawn, group, runs)
         signatures.forget()
 
 
@@ -137,14 +142,15 @@ class _Signatures:
             for edge in self.drawn.edges:
                 self._inputs.setdefault(edge.target, []).append(edge.shape)
         if isinstance(item, Node):
+            inside = self.of(item.folded) if item.folded is not None else None
             return (item.kind, item.detail, item.name if item.kind == "op" else "",
-                    item.repeat, tuple(self._inputs.get(item.id, [])))
+                    item.repeat, tuple(self._inputs.get(item.id, [])), inside)
         return (item.kind, item.detail, item.repeat, tuple(self.of(i) for i in item.items))
 
 
-def _find_loop(group: Group, signatures: _Signatures
-               ) -> tuple[Group, int, int, int] | None:
-    """The innermost, first run of alike iterations: (group, start, period, count)."""
+def _find_loop(group: Group, signatures: _Signatures) -> tuple[Group, list[Run]] | None:
+    """The innermost, first run of alike iterations (a sequential's: all its runs), with the
+    group they are in."""
     for item in group.items:
         if isinstance(item, Group):
             inner = _find_loop(item, signatures)
@@ -163,8 +169,26 @@ def _find_loop(group: Group, signatures: _Signatures
         period = next_run - start
         count = _repeats(group.items, sites, start, period, signatures)
         if count > 1:
-            return group, start, period, count
-    return None
+            return group, [(start, period, count)]
+    runs = _alike_children(group, signatures) if group.kind == "sequential" else []
+    return (group, runs) if runs else None
+
+
+def _alike_children(group: Group, signatures: _Signatures) -> list[Run]:
+    """The runs of MIN_REPEAT or more alike consecutive children of a sequential, folded as a
+    loop's iterations are: ``Linear(64, 64)`` 45,000 times, ViT's encoder layers. A
+    sequential's children have no call site of their own (None for each), so that the runs
+    are found by the signatures alone; all of them at once, as a sequential may hold
+    thousands."""
+    sites: list[object] = [None] * len(group.items)
+    runs = []
+    start = 0
+    while start < len(group.items):
+        count = _repeats(group.items, sites, start, 1, signatures)
+        if count >= MIN_REPEAT:
+            runs.append((start, 1, count))
+        start += count
+    return runs
 
 
 def _repeats(items: list[Node | Group], sites: list[object], start: int, period: int,
@@ -181,25 +205,35 @@ def _repeats(items: list[Node | Group], sites: list[object], start: int, period:
         count += 1
 
 
-def _fold(drawn: Graph, group: Group, start: int, period: int, count: int) -> None:
+def _fold(drawn: Graph, group: Group, runs: list[Run]) -> None:
+    merged: dict[str, str] = {}
+    which: dict[str, tuple[int, int]] = {}  # node id -> (its run's start, its iteration)
+    for run in reversed(runs):  # the last first, so that the earlier runs' indices hold
+        _merge(group, run, merged, which)
+    # An iteration's output feeding the next is the loop itself, drawn as the repeat count.
+    dropped = {(e.source, e.target) for e in drawn.edges
+               if e.source in which and e.target in which
+               and which[e.source][0] == which[e.target][0]
+               and which[e.source][1] != which[e.target][1]}
+    drawn.edges = _redirect(drawn.edges, merged, dropped)
+
+
+def _merge(group: Group, run: Run, merged: dict[str, str],
+           which: dict[str, tuple[int, int]]) -> None:
+    """A run's first iteration stands for all: the others' nodes merge into its nodes."""
+    start, period, count = run
     iterations = [group.items[start + k * period:start + (k + 1) * period]
                   for k in range(count)]
     first = iterations[0]
-    merged: dict[str, str] = {}
-    which: dict[str, int] = {}
     for k, iteration in enumerate(iterations):
         for kept, other in zip(_flat(first), _flat(iteration), strict=True):
-            which[other.id] = k
+            which[other.id] = (start, k)
             if k:
                 merged[other.id] = kept.id
                 kept.paths += other.paths
         for kept_item, other_item in zip(first, iteration, strict=True):
             if k and isinstance(kept_item, Group) and isinstance(other_item, Group):
                 kept_item.paths += other_item.paths
-    # An iteration's output feeding the next is the loop itself, drawn as the repeat count.
-    dropped = {(e.source, e.target) for e in drawn.edges
-               if e.source in which and e.target in which and which[e.source] != which[e.target]}
-    drawn.edges = _redirect(drawn.edges, merged, dropped)
     group.items[start:start + period * count] = [_repeated(first, count, group)]
 
 

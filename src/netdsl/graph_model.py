@@ -29,6 +29,9 @@ class Node:
     # The call site in the forward that made it (None: a sequential's child); within one call
     # of a forward, a site that runs again is a loop's next iteration.
     site: object = field(default=None, repr=False, compare=False)
+    # The cluster a --depth fold draws as this node: two such nodes are alike only when what
+    # they stand for is (two sequentials' calls read the same, `sequential`).
+    folded: Group | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -20,11 +20,14 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from . import nodes as n
 from . import shaperules
+from .evaluate import evaluate
 from .forward import TRACER, Site
 from .graph_model import Edge, Graph, Group, GroupKind, Node, NodeKind
 from .plan import DictPlan, InputPlan, LayerPlan, ModelPlan, Plan, SequentialPlan, children_of
 from .shapes import Probe, Trace, argument_runs, probe_tree
+from .values import Env
 
 # Operators by the name torch gives them (`x += y` is located as "+" too).
 _OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
@@ -291,10 +294,27 @@ def _plans_with_paths(plan: Plan, prefix: str = "") -> Iterator[tuple[str, Plan]
 
 
 def _block_call(plan: ModelPlan) -> str:
-    """``BasicBlock(64, 128, 2)``: the block and the values of its parameters."""
+    """``BasicBlock(64, 128, 2)``: the block and the values of its parameters, but for the
+    trailing ones that hold their declared defaults (as the call most likely wrote it)."""
     params = plan.decl.params if plan.decl is not None and plan.decl.params else []
     values = [plan.env.get(p.name.name) for p in params]
+    while params and _is_default(params[-1], values[-1], plan.env, params[:-1], values[:-1]):
+        params, values = params[:-1], values[:-1]
     return f"{plan.name}({', '.join(map(repr, values))})"
+
+
+def _is_default(param: n.Param, value: Any, env: Env, before: list[n.Param],
+                earlier: list[Any]) -> bool:
+    """Whether a parameter holds its default, evaluated as binding the call evaluates it: over
+    the parameters before it (a default may name them) and the file's constants."""
+    if param.varargs:
+        return value == ()
+    if param.default is None:
+        return False
+    scope = Env(dict(zip((p.name.name for p in before), earlier, strict=True)),
+                globals=env.globals if isinstance(env, Env) else None)
+    default = evaluate(param.default, scope)
+    return type(default) is type(value) and default == value
 
 
 def _short_call(plan: Plan) -> str:
