@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+import torchvision
 from helpers import Scale, same_state, seeded
 from torch import nn
 
@@ -284,7 +285,10 @@ def test_a_blocks_rule_on_its_own_param_selects_the_block(tmp_path: Path) -> Non
     _, _, source = _load_both(tmp_path, '''\
 block Head(n: int) {
     param scale = ones(n)
-    lin = Linear(n, n)
+    lin = sequential {
+        Linear(n, n)
+        if n > 4 { ReLU() }
+    }
     forward(x) = lin(x) * scale
     init { Head.scale: normal(1.0, 0.1) }
 }
@@ -302,6 +306,78 @@ model M {
 ''')
     assert "            if isinstance(m, type(self)):\n" in source  # in Head: itself
     assert "            if isinstance(m, (Head, Head2)):\n" in source  # in M: both classes
+
+
+def test_sizes_of_params_and_numbers_of_the_forward_become_constructor_parameters(
+        tmp_path: Path) -> None:
+    # torchvision's LayerNorm2d: its width sizes its params and is the forward's shape.
+    ours, theirs, source = _load_both(tmp_path, '''\
+block Norm(width: int) {
+    param weight = ones(width)
+    buffer shift = zeros(width, 1)
+    forward(x) = layer_norm(x, (width,), weight=weight, eps=1e-05) + shift[:, 0]
+}
+model M {
+    input x: [N, 4]
+    a = Norm(4)
+    up = Linear(4, 8)
+    b = Norm(8)
+    forward(x) = x -> a -> up -> b
+}
+''')
+    assert '''\
+class Norm(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.weight = nn.Parameter(torch.ones(width))
+        self.register_buffer('shift', torch.zeros(width, 1))
+
+    def forward(self, x):
+        return F.layer_norm(x, (self.width,), weight=self.weight, eps=1e-05) + self.shift[:, 0]
+''' in source
+    assert "self.a = Norm(width=4)" in source and "self.b = Norm(width=8)" in source
+    x = torch.randn(3, 4)
+    assert torch.equal(ours(x), theirs(x))
+
+
+def test_a_forward_reads_its_parameters_under_names_the_module_leaves_free(
+        tmp_path: Path) -> None:
+    # self.half would hide nn.Module.half; the second parameter's own name is then taken.
+    ours, theirs, source = _load_both(tmp_path, '''\
+block Norm(half: int, half_: int) {
+    param weight = ones(half)
+    forward(x) = layer_norm(x, (half,), weight=weight) * half_
+}
+model M {
+    input x: [N, 4]
+    a = Norm(4, 2)
+    up = Linear(4, 8)
+    b = Norm(8, 3)
+    forward(x) = x -> a -> up -> b
+}
+''')
+    assert "        self.half_ = half\n        self.half__ = half_\n" in source
+    assert "return F.layer_norm(x, (self.half_,), weight=self.weight) * self.half__" in source
+    x = torch.randn(3, 4)
+    assert torch.equal(ours(x), theirs(x))
+    assert theirs.half().a.weight.dtype == torch.float16  # Module.half is still the method
+
+
+def test_classes_come_in_the_order_the_spec_declares_their_blocks(tmp_path: Path) -> None:
+    _, _, source = _load_both(tmp_path, '''\
+block A { lin = Linear(4, 4) }
+block B { act = ReLU() }
+block C { lin = Linear(4, 4) }
+model M {
+    input x: [N, 4]
+    c = C()
+    a = A()
+    b = B()
+    forward(x) = x -> c -> a -> b
+}
+''')
+    assert re.findall(r"^class (\w+)", source, re.M) == ["A", "B", "C", "M"]
 
 
 def test_params_buffers_and_ties_keep_their_options_and_places(tmp_path: Path) -> None:
@@ -474,11 +550,15 @@ def test_the_docs_show_real_output(tmp_path: Path) -> None:
     docs = (ROOT / "docs" / "export.md").read_text()
     spec = tmp_path / "one_by_one.net"
     spec.write_text(ONE_BY_ONE)
+    imported = tmp_path / "convnext.net"  # the spec netdsl import writes for torchvision's
+    with torch.device("meta"):
+        imported.write_text(netdsl.from_module(torchvision.models.convnext_tiny(num_classes=10)))
     written = [netdsl.export(ROOT / "examples/zoo/resnet.net", model="resnet18", num_classes=10),
                netdsl.export(ROOT / "examples/zoo/squeezenet.net", model="squeezenet1_0"),
-               netdsl.export(ROOT / "examples/init/xavier_tanh.net"), netdsl.export(spec)]
+               netdsl.export(ROOT / "examples/init/xavier_tanh.net"), netdsl.export(spec),
+               netdsl.export(imported)]
     shown = re.findall(r"```python\n(.*?)```", docs, re.S)[1:]  # after the API call
-    assert len(shown) == 5
+    assert len(shown) == 6
     for block in shown:
         assert any(block in text for text in written), block
     session = re.search(r"```text\n\$ netdsl export examples/lenet.net\n(.*?)```", docs, re.S)

@@ -239,11 +239,9 @@ def _body(spec: str) -> str:
     return rest
 
 
-# convnext_tiny and vit_b_16 do not come back the same yet (docs/import.md says why): export makes
-# a class per LayerNorm2d width, and ViT's exported forward reads the image size differently.
 @pytest.mark.parametrize("name", ["alexnet", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5",
                                   "efficientnet_b0", "mnasnet0_5", "squeezenet1_0",
-                                  "regnet_x_400mf"])
+                                  "regnet_x_400mf", "convnext_tiny", "vit_b_16"])
 def test_importing_an_exported_spec_gives_the_spec_back(name: str, tmp_path: Path) -> None:
     """import -> export -> import is a fixed point: the spec of the exported class is, byte for
     byte after fmt, the spec it was exported from."""

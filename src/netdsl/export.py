@@ -7,10 +7,12 @@ runs the init rules as ``for m in self.modules()`` loops (:mod:`netdsl.export_in
 is netdsl's own generated code (:mod:`netdsl.forward`), renamed for the file
 (:mod:`netdsl.export_code`).
 
-Instances of a block whose structure is the same share one class; the layer arguments that differ
-between them become the class's constructor parameters, named after the block's parameters (or
-lets) when their values agree. Instances whose structure differs (a ``downsample`` present in
-one, absent in the other) get classes of their own: ``BasicBlock``, ``BasicBlock2``.
+Instances of a block whose structure is the same share one class; the values that differ
+between them (layer arguments, the numbers of param expressions and of the forward) become the
+class's constructor parameters, named after the block's parameters (or lets) when their values
+agree; the forward reads its own from ``self``. Instances whose structure differs (a
+``downsample`` present in one, absent in the other) get classes of their own: ``BasicBlock``,
+``BasicBlock2``.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from .export_code import (
     fill,
     is_scalar,
     layout,
+    numbers_as_slots,
     python_name,
     renamed,
     slot,
+    slots_in,
     tie_text,
 )
 from .export_forward import function_text, tidy
@@ -84,7 +88,7 @@ class _Shape:
     class."""
 
     statements: tuple[Code, ...]
-    methods: str
+    methods: tuple[str, ...]  # the forward and the defs, as generated (their numbers slots)
     init: tuple[str, ...]
 
     def key(self) -> tuple[Any, ...]:
@@ -148,16 +152,21 @@ class Exporter:
     def _decls_bottom_up(self, instances: list[_Instance]) -> list[_DeclKey]:
         """Blocks before their users (the spec allows no recursion, so this is a DAG)."""
         inner: dict[_DeclKey, set[_DeclKey]] = {}
+        written: dict[_DeclKey, tuple[str, int, int, str]] = {}  # where the spec declares it
         for instance in instances:
             inner.setdefault(_decl_key(instance.plan), set()).update(
                 _decl_key(p) for _, p in models_with_paths(instance.plan) if p is not
                 instance.plan)
+            span = instance.plan.decl.span if instance.plan.decl is not None else None
+            written[_decl_key(instance.plan)] = (
+                (span.path, span.line, span.column, instance.plan.name) if span is not None
+                else ("", 0, 0, instance.plan.name))
         order: list[_DeclKey] = []
 
         def visit(key: _DeclKey) -> None:
             if key in order:
                 return
-            for below in sorted(inner[key]):
+            for below in sorted(inner[key], key=written.__getitem__):  # the same every run
                 visit(below)
             order.append(key)
 
@@ -308,12 +317,13 @@ class Exporter:
                  f"assigned again after it", tensor.span, codes.VALUE)
         text, needs = renamed(code, False, tensor.span)
         self.imports.need(needs)
-        return tidy(text)
+        return numbers_as_slots(tidy(text), self.values, f"{tensor.name}_size")
 
-    def _methods(self, plan: ModelPlan) -> str:
-        """The forward and the defs: netdsl's generated functions, as they run."""
-        texts = [self._function_source(plan, f) for f in [plan.forward, *plan.methods.values()]]
-        return "\n".join(texts)
+    def _methods(self, plan: ModelPlan) -> tuple[str, ...]:
+        """The forward and the defs: netdsl's generated functions, as they run; their numbers
+        are slots, as the sizes of params are (LayerNorm2d's width)."""
+        return tuple(numbers_as_slots(self._function_source(plan, f), self.values, "value")
+                     for f in [plan.forward, *plan.methods.values()])
 
     def _function_source(self, plan: ModelPlan, function: Callable[..., Any]) -> str:
         try:
@@ -323,7 +333,7 @@ class Exporter:
                                 f"cache ({err})", plan.span) from None
         text, needs = renamed(source, False, plan.span)
         self.imports.need(needs)
-        return function_text(text)
+        return text
 
     # ------------------------------------------------------------ names the file uses
     def _class_ref(self, cls: Any, span: Span | None = None) -> str:
@@ -347,21 +357,27 @@ class Exporter:
         first = made.instances[0]
         assert first.shape is not None
 
-        def text(index: int) -> str:
+        kept = _Kept(first.plan)
+
+        def text(index: int, attribute: bool = False) -> str:
             param = made.slot_param[index]
-            return param if param is not None else self._literal(first.values[index][0])
+            if param is None:
+                return self._literal(first.values[index][0])
+            return f"self.{kept[param]}" if attribute else param
 
         body = [_laid_out(fill(s, text), 2) for s in first.shape.statements]
         params = [f"{p}{annotation(list(_param_values(made, p)))}" for p in made.params]
         signature = Call("def __init__(", ("self", *params), ") -> None:")
+        read = dict.fromkeys(made.slot_param[i] for m in first.shape.methods for i in slots_in(m))
         lines = [f"class {made.name}(nn.Module):",
                  INDENT + layout(signature, len(INDENT), len(INDENT)),
                  f"{INDENT * 2}super().__init__()",
+                 *(f"{INDENT * 2}self.{kept[p]} = {p}" for p in read if p is not None),
                  *body,
                  *(f"{INDENT * 2}{line}" for line in first.shape.init)]
-        methods = "\n".join(INDENT + line if line.strip() else "" for line in
-                            first.shape.methods.rstrip("\n").split("\n"))
-        return "\n".join(lines) + "\n\n" + methods + "\n"
+        functions = [function_text(str(fill(m, lambda i: text(i, True))))
+                     for m in first.shape.methods]
+        return "\n".join(lines) + "\n\n" + "\n".join(functions)
 
     def _header(self) -> str:
         decl = self.plan.decl
@@ -373,6 +389,21 @@ class Exporter:
                  *_wrapped(f"# Parameters: {values or 'none'}"),
                  "# Plain PyTorch: this file does not need netdsl."]
         return "\n".join(lines) + "\n"
+
+
+class _Kept(dict[str, str]):
+    """Constructor parameter -> the attribute its forward reads it from: ``self.weight_size``,
+    or ``self.weight_size_`` where a child, tensor or method has that name."""
+
+    def __init__(self, plan: ModelPlan):
+        super().__init__()
+        self.members = {*dir(nn.Module), *(name for name, _ in plan.children),
+                        *(t.name for t in plan.tensors), *plan.absent, *plan.methods}
+
+    def __missing__(self, param: str) -> str:
+        self[param] = python_name(param, self.members)
+        self.members.add(self[param])  # and no other parameter's attribute
+        return self[param]
 
 
 def _param_values(made: _Class, param: str) -> Iterator[Any]:

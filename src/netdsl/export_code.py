@@ -9,6 +9,7 @@ generated code (:mod:`netdsl.forward`), renamed from the names it runs under (``
 
 from __future__ import annotations
 
+import ast
 import io
 import keyword
 import math
@@ -243,6 +244,27 @@ def renamed(source: str, numbers_are_sizes: bool, span: Span | None) -> tuple[st
     return "".join(lines), needs
 
 
+def numbers_as_slots(source: str, values: list[tuple[Any, str]], hint: str) -> str:
+    """The code with each number a slot, its value appended to ``values``: a number in which
+    the instances of a class differ (a size a block parameter gives) becomes a constructor
+    parameter, as a layer argument does."""
+    lines = source.splitlines(keepends=True)
+    numbers = [t for t in tokenize.generate_tokens(io.StringIO(source).readline)
+               if t.type == tokenize.NUMBER]
+    first = len(values)
+    values += [(ast.literal_eval(t.string), hint) for t in numbers]
+    for index, token in reversed(list(enumerate(numbers))):
+        (row, start), (_, end) = token.start, token.end
+        line = lines[row - 1]
+        lines[row - 1] = line[:start] + slot(first + index) + line[end:]
+    return "".join(lines)
+
+
+def slots_in(code: str) -> list[int]:
+    """The slots ``code`` holds, in order."""
+    return [int(m.group(1)) for m in _SLOT.finditer(code)]
+
+
 def _rename(name: str, numbers_are_sizes: bool, span: Span | None) -> str:
     if name in RENAMES:
         return RENAMES[name]
@@ -333,5 +355,5 @@ class Imports:
 
 
 __all__ = ["INDENT", "WIDTH", "Call", "Code", "Imports", "Prefixed", "annotation", "fill",
-           "inline", "is_scalar", "layout", "literal", "python_name", "renamed", "slot",
-           "tie_text"]
+           "inline", "is_scalar", "layout", "literal", "numbers_as_slots", "python_name",
+           "renamed", "slot", "slots_in", "tie_text"]

@@ -15,14 +15,14 @@ from .export_code import INDENT, Call, Code, Prefixed, layout
 
 
 def function_text(source: str) -> str:
-    """The function in ``source`` (one ``def``), laid out; its lines are not indented."""
+    """The function in ``source`` (one ``def``), laid out as a method: indented one level."""
     tree = ast.parse(source)
     function = tree.body[0]
     assert isinstance(function, ast.FunctionDef)
     _Readable(_read_names(function)).visit(function)
     ast.fix_missing_locations(function)
-    head = f"def {function.name}({ast.unparse(function.args)}):"
-    return "\n".join([head, *_block(function.body, 1)]) + "\n"
+    head = f"{INDENT}def {function.name}({ast.unparse(function.args)}):"
+    return "\n".join([head, *_block(function.body, 2)]) + "\n"
 
 
 def tidy(code: str) -> str:

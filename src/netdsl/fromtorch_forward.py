@@ -78,11 +78,31 @@ def _drop_unread(graph: fx.Graph) -> None:
     shown = {name for node in graph.nodes if node.target is torch._assert
              for arg in node.args if isinstance(arg, str)
              for name in re.findall(r"Proxy\((\w+)\)", arg)}
-    for node in reversed(list(graph.nodes)):
+    dropped = False
+    for node in reversed(list(graph.nodes)):  # last first: a shape read only by dropped items
         if not node.users and node.name not in shown and (
                 (node.op == "call_function" and node.target in (getattr, operator.getitem))
                 or (node.op == "call_method" and node.target in ("size", "dim"))):
             graph.erase_node(node)
+            dropped = True
+    if dropped:
+        _named_as_traced(graph)
+
+
+def _named_as_traced(graph: fx.Graph) -> None:
+    """The names fx gives the nodes left when it traces them alone: ``n, c, h, w = x.shape``
+    without ``c`` is ``getitem``, ``getitem_1``, ``getitem_2``, the names its export (which
+    reads no ``c``) traces to, so that import -> export -> import gives the spec back. The
+    values an assert's message shows are renamed with their nodes."""
+    fresh = fx.graph._Namespace()
+    names = {node.name: fresh.create_name(
+        node.name if node.op in ("placeholder", "output") else graph._target_to_str(node.target),
+        None) for node in graph.nodes}
+    for node in graph.nodes:
+        node.name = names[node.name]
+        if node.target is torch._assert:
+            node.args = tuple(re.sub(r"Proxy\((\w+)\)", lambda m: f"Proxy({names[m.group(1)]})", a)
+                              if isinstance(a, str) else a for a in node.args)
 
 
 @dataclass(frozen=True)
