@@ -512,6 +512,24 @@ def test_import_writes_the_spec(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert out.read_text() == from_module(torchvision.models.resnet18(num_classes=10))
 
 
+def test_an_input_shape_becomes_the_models_input_declaration(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """With --input the imported spec's shapes are checked: no NDL203 note, and the shape pass
+    infers torchvision's own output shape."""
+    out = tmp_path / "r18.net"
+    code, _, _ = _run(capsys, "torchvision.models:resnet18", "--arg", "num_classes=10",
+                      "--input", "N,3,64,64", "-o", str(out))
+    assert code == 0
+    assert "model ResNet {\n    input x: [N, 3, 64, 64]\n    conv1 = " in out.read_text()
+    assert netdsl.diagnose(out) == []
+    summary = netdsl.summary(out)
+    original = torchvision.models.resnet18(num_classes=10)
+    assert summary.total_params == sum(p.numel() for p in original.parameters())
+    assert summary.rows[-1].output == "[N, 10]"
+    without = from_module(original)
+    assert [d.code for d in netdsl.diagnose(out, source=without)] == ["NDL203"]
+
+
 def test_import_prints_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = _run(capsys, "torchvision.models:squeezenet1_1", "--arg", "num_classes=7",
                            "--arg", "dropout=0.25", "--name", "Squeeze")
@@ -566,6 +584,8 @@ def test_import_of_a_module_it_cannot_write_exits_1(capsys: pytest.CaptureFixtur
      "letter), got '1x'\n"),
     (["collections:OrderedDict"], "netdsl: error: collections:OrderedDict() returned "
                                   "OrderedDict, not an nn.Module\n"),
+    (["torchvision.models:alexnet", "--input", "N,3,64,64", "--input", "N,3"],
+     "netdsl: error: from_module() inputs: 2 shapes for a forward of 1 argument(s) (x)\n"),
 ])
 def test_import_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str],
                                     message: str) -> None:

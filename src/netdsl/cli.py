@@ -139,6 +139,10 @@ def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     import_cmd.add_argument("-o", "--output", type=Path, metavar="FILE",
                             help="the spec file to write (default: stdout)")
     import_cmd.add_argument("--name", help="the model's name (default: the module's class name)")
+    import_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
+                            help="a tensor argument's shape, e.g. N,3,224,224 (once per tensor "
+                                 "argument of the forward): written as the model's input "
+                                 "declaration, so that netdsl check checks the spec's shapes")
 
 
 def _factory_arg(text: str) -> tuple[str, object]:

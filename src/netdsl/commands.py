@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .api import diagnose, init_report, probe, summary
-from .errors import UsageTypeError, inert
+from .errors import UsageTypeError, UsageValueError, inert
 from .export import export
 from .fromtorch import ImportFailure, from_module
 from .fromtorch_factory import FactoryError, build
@@ -160,14 +160,14 @@ def run_import(args: argparse.Namespace) -> int:
     """``netdsl import MODULE:FACTORY``: 2 for a factory that cannot be called, 1 for a module
     that cannot be written as a spec (the reason names the module and what is missing)."""
     try:
-        text = from_module(build(args.factory, args.arg), name=args.name)
+        text = from_module(build(args.factory, args.arg), name=args.name, inputs=args.input)
     except FactoryError as err:
         print(f"netdsl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except ImportFailure as err:
         print(f"netdsl: error: cannot import {args.factory}: {err}", file=sys.stderr)
         return EXIT_INVALID
-    except UsageTypeError as err:  # --name is not a name
+    except (UsageTypeError, UsageValueError) as err:  # --name is not a name; too many --input
         print(f"netdsl: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     if args.output is None:

@@ -17,8 +17,9 @@ from collections.abc import Hashable, Iterator, Sequence
 
 from torch import nn
 
+from .api import check_shapes
 from .containers import attributes
-from .errors import UsageTypeError
+from .errors import UsageTypeError, UsageValueError
 from .fmt import format_text
 from .fromtorch_forward import render, trace
 from .fromtorch_layers import ImportFailure, is_torch_nn, literal, recover, registry_class
@@ -39,9 +40,13 @@ from .registry import Registry
 _TYPES = {bool: "bool", int: "int", float: "float", str: "str", tuple: "tuple", list: "list"}
 
 
-def from_module(module: nn.Module, *, name: str | None = None) -> str:
+def from_module(module: nn.Module, *, name: str | None = None,
+                inputs: Sequence[Sequence[int | str]] | None = None) -> str:
     """The text of a ``.net`` spec whose model builds ``module`` again: the same module tree,
-    ``state_dict`` keys and forward (``netdsl.loads(text)`` then loads its ``state_dict``)."""
+    ``state_dict`` keys and forward (``netdsl.loads(text)`` then loads its ``state_dict``).
+    ``inputs`` (``[("N", 3, 224, 224)]``, one shape per tensor argument of the forward, in
+    order) become the model's ``input`` declarations, so that ``netdsl check`` checks its
+    shapes too."""
     if not isinstance(module, nn.Module):
         raise UsageTypeError(f"from_module() takes an nn.Module, got {type(module).__name__}")
     if name is not None and not (isinstance(name, str) and is_name(name)):
@@ -54,12 +59,25 @@ def from_module(module: nn.Module, *, name: str | None = None) -> str:
                             f"model: import a module of your own class that holds it")
     model_name = name or _block_base(type(module))
     blocks = _group(root, model_name)
+    declared = _input_lines(root.forward.arguments, inputs)
     parts = [f"# Imported from {_qualified(type(module))} by netdsl import.",
-             declaration("model", model_name, (), root, blocks, _ties(module))]
+             declaration("model", model_name, (), root, blocks, _ties(module), declared)]
     parts += [declaration("block", block.name, block.params, block.instances[0], blocks)
               for block in blocks.values()]
     # netdsl fmt's layout (long lines wrapped at 100 columns), as a person would commit it.
     return format_text("\n\n".join(parts) + "\n")
+
+
+def _input_lines(arguments: Sequence[str], inputs: Sequence[Sequence[int | str]] | None
+                 ) -> list[str]:
+    if inputs is None:
+        return []
+    check_shapes(inputs, "from_module() inputs")
+    if len(inputs) > len(arguments):
+        raise UsageValueError(f"from_module() inputs: {len(inputs)} shapes for a forward of "
+                              f"{len(arguments)} argument(s) ({', '.join(arguments)})")
+    return [f"input {argument}: [{', '.join(str(size) for size in shape)}]"
+            for argument, shape in zip(arguments, inputs, strict=False)]
 
 
 # ---------------------------------------------------------------- describe

@@ -113,6 +113,7 @@ class Forward:
     text: str  # "forward(x) = ..." or "forward(x) {" ... "}", lines joined by newlines
     names: frozenset[str]  # every name it mentions: a block parameter must take none of them
     numbers: tuple[int | float, ...]  # the value of each mark, in order
+    arguments: tuple[str, ...] = ()  # the forward's arguments, as the text names them
 
     def written(self, number: Callable[[int], str]) -> str:
         """The text with each mark replaced by ``number(k)``: a literal or a parameter."""
@@ -226,7 +227,8 @@ class _Writer:
     # ------------------------------------------------------------ the text
 
     def forward(self) -> Forward:
-        arguments = ", ".join(self.names[n] for n in self.nodes if n.op == "placeholder")
+        names = tuple(self.names[n] for n in self.nodes if n.op == "placeholder")
+        arguments = ", ".join(names)
         lines = [self._statement(node) for node in self._statements()]
         if len(lines) == 1:
             text = f"forward({arguments}) = {lines[0].removeprefix('return ')}"
@@ -234,7 +236,7 @@ class _Writer:
             body = "\n".join("    " + line for line in lines)
             text = f"forward({arguments}) {{\n{body}\n}}"
         return Forward(text, frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)),
-                       tuple(self.numbers))
+                       tuple(self.numbers), names)
 
     def _statement(self, node: fx.Node) -> str:
         if node.op == "output":

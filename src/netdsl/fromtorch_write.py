@@ -42,12 +42,14 @@ _EMPTY = object()
 
 
 def declaration(kind: str, name: str, params: Sequence[Param], instance: Instance,
-                blocks: dict[Hashable, Block], ties: Sequence[str] = ()) -> str:
+                blocks: dict[Hashable, Block], ties: Sequence[str] = (),
+                inputs: Sequence[str] = ()) -> str:
     """``model`` or ``block`` ``name``, written from one of its instances; ``blocks`` gives the
-    block of every instance inside it, ``ties`` the model's tie lines."""
+    block of every instance inside it, ``ties`` the model's tie lines, ``inputs`` its input
+    declarations."""
     values = _Values(instance, {i: p.name for p in params for i in p.slots})
     signature = "(" + ", ".join(f"{p.name}: {p.type}" for p in params) + ")" if params else ""
-    lines = [_tensor_line(t, values, i) for t, i in _tensor_offsets(instance)]
+    lines = [*inputs, *(_tensor_line(t, values, i) for t, i in _tensor_offsets(instance))]
     offset = len([d for t in instance.tensors for d in t.shape])
     for child_name, child in instance.children:
         text = _module(child, offset, values, blocks, INDENT)
