@@ -12,7 +12,6 @@ The names below are imported on first use: ``import netdsl`` alone, and the
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ _HOMES = {
     **dict.fromkeys(("Diagnostic", "InternalError", "NetDSLError", "NetDSLWarning", "Span",
                      "UnknownKeyError"), "errors"),
     "Limits": "limits",
-    "export": "export",
+    "export": "exporter",
     "from_module": "fromtorch",
 }
 
@@ -54,9 +53,25 @@ class _Package(types.ModuleType):
 
 
 def _home(home: str) -> types.ModuleType:
-    # By its full name: `from . import export` would ask the package for the function `export`.
-    # ``home`` is one of _HOMES' values, never a name from outside.
-    return importlib.import_module(f"{__name__}.{home}")
+    if home == "api":
+        from . import api
+
+        return api
+    if home == "errors":
+        from . import errors
+
+        return errors
+    if home == "fromtorch":
+        from . import fromtorch
+
+        return fromtorch
+    if home == "exporter":
+        from . import exporter
+
+        return exporter
+    from . import limits
+
+    return limits
 
 
 sys.modules[__name__].__class__ = _Package
@@ -88,6 +103,6 @@ if TYPE_CHECKING:
         Span,
         UnknownKeyError,
     )
-    from .export import export
+    from .exporter import export
     from .fromtorch import from_module
     from .limits import Limits

@@ -42,9 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                         "memory (on meta)")
     summary_cmd.add_argument("file", metavar="FILE", type=Path)
     summary_cmd.add_argument("--model", help="the model to summarise, when the file has several")
-    summary_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
-                             help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
-                                  "argument; replaces the spec's input declarations)")
+    _add_input(summary_cmd, "replaces the spec's input declarations")
     # 3 is summary.DEFAULT_DEPTH, written out: importing summary would import torch.
     summary_cmd.add_argument("--depth", type=_depth, default=3, metavar="N",
                              help="rows for blocks and containers down to N levels, deeper ones "
@@ -75,6 +73,12 @@ def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     export_cmd.add_argument("-o", "--output", default="-", metavar="OUT",
                             help="the Python file to write; - or none prints it to stdout")
     _add_model_flags(export_cmd, "export")
+
+
+def _add_input(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
+                         help=f"a tensor argument's shape, e.g. N,3,224,224 (once per tensor "
+                              f"argument of the forward, in order); {what}")
 
 
 def _add_model_flags(command: argparse.ArgumentParser, verb: str) -> None:
@@ -113,9 +117,7 @@ def _add_graph_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
                                 "suffix); - or none prints Mermaid (or --format) to stdout")
     graph_cmd.add_argument("--format", choices=("mermaid", "dot", "svg", "png"),
                            dest="picture", help="the output's format, whatever its suffix")
-    graph_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
-                           help="a tensor input's shape, e.g. N,3,224,224 (once per tensor "
-                                "argument; replaces the spec's input declarations)")
+    _add_input(graph_cmd, "replaces the spec's input declarations")
     graph_cmd.add_argument("--depth", type=functools.partial(_depth, minimum=1), metavar="N",
                            help="draw the blocks and sequentials N levels down as one node "
                                 "each (1: the model's children; default all: every level)")
@@ -139,10 +141,8 @@ def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     import_cmd.add_argument("-o", "--output", type=Path, metavar="FILE",
                             help="the spec file to write (default: stdout)")
     import_cmd.add_argument("--name", help="the model's name (default: the module's class name)")
-    import_cmd.add_argument("--input", action="append", type=_shape, metavar="SHAPE",
-                            help="a tensor argument's shape, e.g. N,3,224,224 (once per tensor "
-                                 "argument of the forward): written as the model's input "
-                                 "declaration, so that netdsl check checks the spec's shapes")
+    _add_input(import_cmd, "written as the model's input declaration, so that netdsl check "
+                           "checks the spec's shapes")
 
 
 def _factory_arg(text: str) -> tuple[str, object]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .api import diagnose, init_report, probe, summary
 from .errors import UsageTypeError, UsageValueError, inert
-from .export import export
+from .exporter import export
 from .fromtorch import ImportFailure, from_module
 from .fromtorch_factory import FactoryError, build
 from .gain import measure

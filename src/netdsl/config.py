@@ -66,15 +66,17 @@ def custom_layers(names: Sequence[str], start: Path | None = None) -> dict[str, 
     start = start or Path.cwd()
     configured, root = configured_modules(start)
     found: dict[str, type[nn.Module]] = {}
-    with _on_path(root or start):
+    with on_path(root or start):
         for name in [*configured, *names]:
-            found.update(module_layers(_import(name)))
+            found.update(module_layers(import_user_module(name)))
     return found
 
 
-def _import(name: str) -> Any:
-    # Names come from the command line or pyproject.toml only (cli.main), never from a spec:
-    # the user's own Python code, as `netdsl.load(..., modules=...)` is. Not generated code.
+def import_user_module(name: str) -> Any:
+    """The one place netdsl imports a module by name: ``--modules``, ``[tool.netdsl]`` and
+    ``netdsl import MODULE:FACTORY``."""
+    # Names come from the command line or pyproject.toml only, never from a spec: the user's
+    # own Python code, as `netdsl.load(..., modules=...)` is. Not generated code.
     if not name or not all(part.isidentifier() for part in name.split(".")):
         raise ConfigError(f"'{name}' is not a module name (a.b.c)")
     try:
@@ -84,7 +86,7 @@ def _import(name: str) -> Any:
 
 
 @contextmanager
-def _on_path(directory: Path) -> Iterator[None]:
+def on_path(directory: Path) -> Iterator[None]:
     entry = str(directory.resolve())
     added = entry not in sys.path
     if added:

@@ -1,6 +1,6 @@
 """Export text: code trees laid out at 100 columns, values as literals, generated code renamed.
 
-:mod:`netdsl.export` describes an ``__init__`` as small trees (:class:`Call`: a head, items and a
+:mod:`netdsl.exporter` describes an ``__init__`` as small trees (:class:`Call`: a head, items and a
 tail) so that the layout is decided once the values are known: a call fits on its line or puts
 one item per line, as black does. The forward and the param expressions are netdsl's own
 generated code (:mod:`netdsl.forward`), renamed from the names it runs under (``_torch``,

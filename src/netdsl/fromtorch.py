@@ -22,17 +22,15 @@ from .containers import attributes
 from .errors import UsageTypeError, UsageValueError
 from .fmt import format_text
 from .fromtorch_forward import render, trace
-from .fromtorch_layers import ImportFailure, is_torch_nn, literal, recover, registry_class
-from .fromtorch_nodes import (
-    Block,
-    Container,
-    Instance,
-    Layer,
-    Node,
-    Param,
-    Tensor,
+from .fromtorch_layers import (
+    ImportFailure,
     is_name,
+    is_torch_nn,
+    literal,
+    recover,
+    registry_class,
 )
+from .fromtorch_nodes import Block, Container, Instance, Layer, Node, Param, Tensor
 from .fromtorch_write import declaration
 from .ops import DTYPES
 from .registry import Registry

@@ -9,7 +9,6 @@ never evaluated as code. Light at import time: ``netdsl --help`` parses ``--arg`
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,17 +39,16 @@ def build(factory: str, args: Sequence[tuple[str, Any]]) -> Any:
     """The module ``MODULE:FACTORY(**args)`` returns, with the current directory importable."""
     from torch import nn
 
-    from .config import _on_path
+    from .config import ConfigError, import_user_module, on_path
 
     module_name, sep, attribute = factory.partition(":")
     if not sep or not _dotted(module_name) or not _dotted(attribute):
         raise FactoryError(f"'{factory}' is not MODULE:FACTORY (e.g. torchvision.models:resnet18)")
-    with _on_path(Path.cwd()):
-        try:
-            found: Any = importlib.import_module(module_name)
-        except Exception as err:  # the user's module: its own error is the message
-            raise FactoryError(f"cannot import module '{module_name}': "
-                               f"{type(err).__name__}: {err}") from None
+    with on_path(Path.cwd()):
+        try:  # as --modules imports the user's modules: named by the user, never by a spec
+            found: Any = import_user_module(module_name)
+        except ConfigError as err:
+            raise FactoryError(str(err)) from None
     for part in attribute.split("."):
         if not hasattr(found, part):
             raise FactoryError(f"module '{module_name}' has no '{attribute}'")

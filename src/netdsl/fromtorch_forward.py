@@ -10,7 +10,6 @@ netdsl spelling is refused, by name.
 
 from __future__ import annotations
 
-import keyword
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .errors import first_line
-from .fromtorch_layers import ImportFailure, is_literal, literal
+from .fromtorch_layers import ImportFailure, is_literal, is_name, literal
 from .ops import ATTRIBUTES, DTYPES, LIST_METHODS, METHODS, OPS
 
 # How tightly an expression binds (docs/language.md §4.1): an operand binding more loosely than
@@ -208,7 +207,7 @@ class _Writer:
 
     def _argument(self, node: fx.Node) -> str:
         name = str(node.target)
-        if node.args or not _is_name(name) or name in self.taken:
+        if node.args or not is_name(name) or name in self.taken:
             raise ImportFailure(f"{self.where}: forward argument '{name}' cannot be written "
                                 f"in a spec (a name without a default, not a child's)")
         self.taken.add(name)
@@ -216,9 +215,9 @@ class _Writer:
 
     def _fresh(self, base: str) -> str:
         base = base.lstrip("_") or "v"
-        name = base if _is_name(base) and base not in self.taken else f"{base}_out"
+        name = base if is_name(base) and base not in self.taken else f"{base}_out"
         count = 1
-        while not _is_name(name) or name in self.taken:
+        while not is_name(name) or name in self.taken:
             count += 1
             name = f"{base}_out{count}"
         self.taken.add(name)
@@ -413,11 +412,6 @@ def _node_args_after_first(node: fx.Node) -> list[fx.Node]:
     found: list[fx.Node] = []
     fx.node.map_arg((node.args[1:], node.kwargs), lambda n: found.append(n) or n)
     return found
-
-
-def _is_name(name: str) -> bool:
-    return (re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) is not None
-            and not keyword.iskeyword(name))
 
 
 def _qualified(target: Any) -> str:

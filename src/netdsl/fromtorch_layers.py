@@ -11,6 +11,7 @@ back is refused instead of imported wrong.
 from __future__ import annotations
 
 import inspect
+import keyword
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import NetDSLError, Span
+from .params import RESERVED
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature
 
@@ -179,6 +181,12 @@ def _difference(module: nn.Module, call: LayerCall) -> str:
     return f"{ours[0]!r} is built as {theirs[0]!r}"
 
 
+def is_name(name: str) -> bool:
+    """A name a spec can give a child, parameter or key."""
+    return (name.isidentifier() and name.isascii() and name[:1].isalpha()
+            and not keyword.iskeyword(name) and name not in RESERVED)
+
+
 def literal(value: Value) -> str:
     """A value as spec text."""
     if value is None:
@@ -201,5 +209,5 @@ def _shown(call: LayerCall) -> str:
                            if v != p.default) + ")"
 
 
-__all__ = ["ImportFailure", "LayerCall", "accepts", "is_literal", "is_torch_nn", "literal",
-           "recover", "registry_class"]
+__all__ = ["ImportFailure", "LayerCall", "accepts", "is_literal", "is_name", "is_torch_nn",
+           "literal", "recover", "registry_class"]

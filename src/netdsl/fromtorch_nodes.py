@@ -8,7 +8,6 @@ the instances of one block line up value by value.
 
 from __future__ import annotations
 
-import keyword
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -19,7 +18,6 @@ from torch import nn
 
 from .fromtorch_forward import Forward
 from .fromtorch_layers import LayerCall, literal
-from .params import RESERVED
 
 
 @dataclass(frozen=True)
@@ -129,11 +127,4 @@ class Param:
     slots: tuple[int, ...]  # the slots of each instance that hold this parameter's value
 
 
-def is_name(name: str) -> bool:
-    """A name a spec can give a child, parameter or key."""
-    return (name.isidentifier() and name.isascii() and name[:1].isalpha()
-            and not keyword.iskeyword(name) and name not in RESERVED)
-
-
-__all__ = ["Block", "Container", "Instance", "Layer", "Node", "Param", "Slot", "Tensor",
-           "is_name"]
+__all__ = ["Block", "Container", "Instance", "Layer", "Node", "Param", "Slot", "Tensor"]

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .fromtorch_layers import LayerCall, literal
-from .fromtorch_nodes import Block, Container, Instance, Layer, Node, Param, Tensor, is_name
+from .fromtorch_layers import LayerCall, is_name, literal
+from .fromtorch_nodes import Block, Container, Instance, Layer, Node, Param, Tensor
 
 INDENT = "    "
 # Consecutive identical items of a sequential or list written as one repeat (Item for i in ...).
