@@ -1,7 +1,8 @@
 """Costs: a built model and its input tensors, on the meta device -> what one forward costs.
 
-FLOPs per module, counted by torch's own ``FlopCounterMode`` (a module's count includes its
-descendants' and the ops its own forward runs); the aten ops FlopCounterMode has no formula for,
+FLOPs and MACs per module, counted by torch's own ``FlopCounterMode`` (a module's count includes
+its descendants' and the ops its own forward runs): its formulas for the multiply-accumulate ops,
+netdsl's (netdsl.flop_formulas) for the elementwise ones; the aten ops neither has a formula for,
 by name, so that an uncounted op is never a silent 0; and the activation bytes torchinfo reports
 as its "Forward/backward pass size". The output shapes of every module come from a separate,
 cheaper run (hooks only). Meta tensors carry shapes and dtypes but no data: nothing is
@@ -22,12 +23,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.module_tracker import ModuleTracker
 
+GLOBAL = "Global"  # FlopCounterMode's name for the whole forward
+
 
 @dataclass
 class Costs:
     flops: dict[str, int]  # module path ("" the model) -> FLOPs of all its calls
+    macs: dict[str, int]  # module path -> multiply-accumulates (FlopCounterMode's own ops)
     total_flops: int  # everything the forward ran, inside a module or not
-    uncounted: dict[str, int]  # aten op -> calls: ops that compute, with no FLOP formula
+    total_macs: int
+    uncounted: dict[str, int]  # aten op -> calls: ops run that no FLOP formula counts
     uncounted_in: dict[str, list[str]]  # module path -> the uncounted ops it ran (descendants')
     activation_bytes: int  # torchinfo's forward/backward pass size
 
@@ -38,21 +43,29 @@ def count_costs(model: nn.Module, args: Sequence[Any]) -> Costs:
     # `netdsl.load` (both import the summary's module) should not pay.
     from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+    from .flop_formulas import formulas
+
     tracker = ModuleTracker()
-    ops = _UncountedOps(tracker, frozenset(flop_registry))
+    counter = FlopCounterMode(display=False, custom_mapping=formulas())
+    ops = _UncountedOps(tracker, frozenset(counter.flop_registry))
     outputs: list[int] = []
     with _hooks(_parameter_leaves(model), lambda _path, out: outputs.append(_bytes(out))), \
-            torch.no_grad(), tracker, ops, FlopCounterMode(display=False) as counter:
+            torch.no_grad(), tracker, ops, counter:
         # ops is entered first, so it is the outer mode: it sees the ops FlopCounterMode runs
         # after its own decompositions, the ones its formulas were (or were not) applied to.
         model(*args)
     root = type(model).__name__
-    flops = {_path(name, root): sum(counts.values())
-             for name, counts in counter.get_flop_counts().items() if name != "Global"}
+    counts = {_path(name, root): by_op for name, by_op in counter.get_flop_counts().items()}
+    # FlopCounterMode's own formulas are the multiply-accumulate ops, at 2 FLOPs per MAC.
+    macs = {path: sum(n for op, n in by_op.items() if op in flop_registry) // 2
+            for path, by_op in counts.items()}
     within = {_path(name, root): sorted(found) for name, found in ops.within.items()
-              if name != "Global"}
+              if name != GLOBAL}
     # torchinfo doubles each output: the activation is kept for the backward, its gradient made.
-    return Costs(flops, counter.get_total_flops(), dict(ops.calls), within, 2 * sum(outputs))
+    return Costs({path: sum(by_op.values()) for path, by_op in counts.items() if path != GLOBAL},
+                 {path: n for path, n in macs.items() if path != GLOBAL},
+                 counter.get_total_flops(), macs.get(GLOBAL, 0), dict(ops.calls), within,
+                 2 * sum(outputs))
 
 
 def module_outputs(model: nn.Module, args: Sequence[Any]) -> dict[str, tuple[int, ...]]:
@@ -71,7 +84,7 @@ def module_outputs(model: nn.Module, args: Sequence[Any]) -> dict[str, tuple[int
 
 
 class _UncountedOps(TorchDispatchMode):
-    """The ops run that do arithmetic FlopCounterMode has no formula for, with their calls.
+    """The ops run that do arithmetic no formula counts (torch's or netdsl's), with their calls.
 
     Views (``view``, ``t``, ``expand``) only alias memory and ops without a tensor argument
     (``empty``, ``arange``) read nothing: neither computes on the data, so neither is listed."""
@@ -139,5 +152,8 @@ def _bytes(value: Any) -> int:
 
 
 def _path(name: str, root: str) -> str:
-    """FlopCounterMode's module names (``ResNet.layer1.0``) as module paths (``layer1.0``)."""
+    """FlopCounterMode's module names (``ResNet.layer1.0``) as module paths (``layer1.0``);
+    its "Global" (everything, inside a module or not) stays itself."""
+    if name == GLOBAL:
+        return name
     return "" if name == root else name.removeprefix(root + ".")

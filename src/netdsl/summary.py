@@ -33,7 +33,7 @@ from .shapes import Trace, argument_runs
 
 INFERRED_MARK = "*"
 TIED_MARK = "(tied)"
-UNCOUNTED_MARK = "+"  # after MACs and FLOPs: and ops FlopCounterMode cannot count
+UNCOUNTED_MARK = "+"  # after MACs and FLOPs: and ops no FLOP formula counts
 DEFAULT_DEPTH = 3  # torchinfo's
 
 
@@ -51,8 +51,8 @@ class Row:
     flops: int | None
     folded: bool = False  # rows below it are hidden by the depth; its counts include them
     tied: list[str] = field(default_factory=list)  # "lm_head.weight = transformer.wte.weight"
-    uncounted: list[str] = field(default_factory=list)  # ops it ran that FlopCounterMode
-    # has no formula for: its MACs and FLOPs leave them out
+    uncounted: list[str] = field(default_factory=list)  # ops it ran that no FLOP formula
+    # counts (netdsl.flop_formulas, FlopCounterMode's): its MACs and FLOPs leave them out
 
 
 @dataclass
@@ -80,7 +80,11 @@ class Summary:
     shared: list[str] = field(default_factory=list)
     shared_params: int = 0  # elements of the tied parameters, counted once in the total
     macs: int | None = None
-    flops: int | None = None  # 2 * macs
+    flops: int | None = None  # 2 * macs, and the elementwise ops' (netdsl.flop_formulas)
+    # Of those, what the model's own forward runs outside its children (GPT's embedding add,
+    # DenseNet's last ReLU and pool): in no row, so that the rows of depth 1 and these add up.
+    own_macs: int = 0
+    own_flops: int = 0
     per: str = ""  # "per sample" (a symbolic batch, run as 1) or "for this input"
     uncounted: dict[str, int] = field(default_factory=dict)  # aten op -> calls
     memory: Memory | None = None
@@ -97,35 +101,46 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module, inputs: list[Inpu
     summary = Summary(plan.name, shown, depth)
     # Eval mode, torchinfo's default: dropout off, BatchNorm on its running statistics.
     model.train(False)
-    batch, summary.why_not_counted = _batch_symbol(plan, inputs)
+    batch, at_bounds, summary.why_not_counted = _counted_sizes(plan, inputs)
     costs = None
     if not summary.why_not_counted:
-        args = _tensors(inputs, {batch: 1} if batch else {})
+        args = _tensors(inputs, {batch: 1, **at_bounds} if batch else at_bounds)
         costs, summary.why_not_counted = _count(model, args, batch)
-        summary.per = "per sample" if batch else "for this input"
+        summary.per = ("per sample" if batch else "for this input") + "".join(
+            f", {name} = {size}" for name, size in at_bounds.items())
     summary.rows = _rows(plan, trace, model, inputs, costs, depth)
     _totals(summary, model)
     if costs is not None:
-        summary.flops, summary.macs = costs.total_flops, costs.total_flops // 2
+        summary.flops, summary.macs = costs.total_flops, costs.total_macs
+        summary.own_macs, summary.own_flops = (
+            total - sum(_summed(counts, key, child) for key, child in children_of(plan))
+            for total, counts in ((costs.total_macs, costs.macs), (costs.total_flops, costs.flops)))
         summary.uncounted = costs.uncounted
         summary.memory = _memory(args, costs, model)
     return summary
 
 
-def _batch_symbol(plan: ModelPlan, inputs: list[InputPlan]) -> tuple[str | None, str]:
-    """The symbol standing for the batch (counted per sample), and why nothing can be
-    counted, if so: counts need every other size as a number and one forward to run."""
+def _counted_sizes(plan: ModelPlan, inputs: list[InputPlan]
+                   ) -> tuple[str | None, dict[str, int], str]:
+    """The symbol standing for the batch (counted per sample); the sizes other symbols are
+    counted at, their bounds (GPT's ``T <= block_size`` at block_size: the longest input the
+    model takes, the count papers give); and why nothing can be counted, if so: counts need
+    every other size as a number and one forward to run."""
     if not inputs or all(i.shape is None for i in inputs):
-        return None, "no input shape"
+        return None, {}, "no input shape"
     if len(argument_runs(plan, inputs)) > 1:
         keys = ", ".join(i.name for i in inputs if i.name in plan.key_args)
-        return None, f"the forward picks dict entries by key ({keys}): costs depend on the keys"
+        return None, {}, f"the forward picks dict entries by key ({keys}): costs depend on " \
+            "the keys"
     tensors = [i.shape for i in inputs if i.shape is not None]
-    batch = next((s[0] for s in tensors if s and isinstance(s[0], str)), None)
-    symbolic = sorted({d for s in tensors for d in s if isinstance(d, str) and d != batch})
+    first = next((s[0] for s in tensors if s and isinstance(s[0], str)), None)
+    batch = first if isinstance(first, str) else None
+    named = {d for s in tensors for d in s if isinstance(d, str) and d != batch}
+    at_bounds = {d: size for i in inputs for d, size in i.bounds.items() if d in named}
+    symbolic = sorted(named - set(at_bounds))
     if symbolic:
-        return None, f"{', '.join(symbolic)} symbolic: give --input (inputs=) with numbers"
-    return batch if isinstance(batch, str) else None, ""
+        return None, {}, f"{', '.join(symbolic)} symbolic: give --input (inputs=) with numbers"
+    return batch, at_bounds, ""
 
 
 def _count(model: nn.Module, args: list[Any], batch: str | None) -> tuple[Costs | None, str]:
@@ -161,24 +176,25 @@ def _rows(plan: ModelPlan, trace: Trace, model: nn.Module, inputs: list[InputPla
                 if call is not None and call.output is not None else None
         else:
             output = outputs.get(path)
-        flops = None if costs is None or isinstance(item, TensorPlan) \
-            else _flops(costs, path, item)
+        counted = costs is not None and not isinstance(item, TensorPlan)
+        flops = _summed(costs.flops, path, item) if counted else None
+        macs = _summed(costs.macs, path, item) if counted else None
         # A tie shows on the row that shows its parameter: the layer's, or the folded block's.
         shows = isinstance(item, TensorPlan) or folded or not children_of(item)
         tied = [f"{name} = {first}" for name, first in aliases
                 if shows and (name == path or name.startswith(path + "."))]
         uncounted = _uncounted(costs, path, item) if costs is not None else []
         rows.append(Row(path, _layer_text(item), level, output, params, trainable,
-                        None if flops is None else flops // 2, flops, folded, tied, uncounted))
+                        macs, flops, folded, tied, uncounted))
     return rows
 
 
-def _flops(costs: Costs, path: str, item: Plan) -> int:
+def _summed(counts: dict[str, int], path: str, item: Plan) -> int:
     """What FlopCounterMode counted in the module's calls; for a list or dict, which is never
     called, or a block the forward only uses the children of, the sum of its children's."""
-    if path in costs.flops or not children_of(item):
-        return costs.flops.get(path, 0)
-    return sum(_flops(costs, f"{path}.{key}", child) for key, child in children_of(item))
+    if path in counts or not children_of(item):
+        return counts.get(path, 0)
+    return sum(_summed(counts, f"{path}.{key}", child) for key, child in children_of(item))
 
 
 def _uncounted(costs: Costs, path: str, item: Plan | TensorPlan) -> list[str]:
@@ -346,10 +362,13 @@ def _total_lines(summary: Summary) -> list[str]:
         lines.append(f"MACs, FLOPs, memory: not counted ({summary.why_not_counted})")
         return lines
     lines.append(f"MACs ({summary.per}): {summary.macs:,}    FLOPs: {summary.flops:,} "
-                 f"(FlopCounterMode; FLOPs = 2 x MACs)")
+                 f"(2 per MAC; elementwise ops as DeepSpeed counts them)")
+    if summary.own_flops:
+        lines.append(f"  of which {inert(summary.model)}'s own forward, outside its layers (no "
+                     f"row): {summary.own_macs:,} MACs, {summary.own_flops:,} FLOPs")
     if summary.uncounted:
         ops = ", ".join(f"{op} x{calls}" for op, calls in sorted(summary.uncounted.items()))
-        lines.append(f"{UNCOUNTED_MARK} not counted (FlopCounterMode has no formula): {ops}")
+        lines.append(f"{UNCOUNTED_MARK} not counted (no FLOP formula): {ops}")
     if summary.memory is not None:
         lines += _memory_lines(summary.memory, summary.per)
     return lines
