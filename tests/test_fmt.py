@@ -78,17 +78,14 @@ def comments(text: str) -> list[tuple[str, bool]]:
 
 def blank_lines(text: str) -> list[bool]:
     """For each pair of neighbouring tokens with no comment between them (and neither a bracket
-    on the inner side), whether a blank line separates them. Pairs before an "if" or a "for"
-    are left out: fmt joins an expression's to the line before when it began a line after
-    spaces (see fmt_layout)."""
+    on the inner side), whether a blank line separates them."""
     tokens = list(LexerThread.from_text(_LEXER, text).lex(None))
     found = []
     for before, after in itertools.pairwise(tokens):
         # IF_STMT and FOR_STMT carry the line break before them; the gap is what precedes it.
         start = (after.start_pos or 0) + len(after) - len(str(after).lstrip())
         gap = text[before.end_pos:start]
-        if ("#" not in gap and str(before) not in "([{" and str(after) not in ")]}"
-                and str(after).strip() not in ("if", "for")):
+        if "#" not in gap and str(before) not in "([{" and str(after) not in ")]}":
             found.append(gap.count("\n") >= 2)
     return found
 
@@ -111,11 +108,10 @@ def test_every_example_and_docs_spec_formats_well(name: str, text: str) -> None:
 
 # ---------------------------------------------------------------- generated specs
 # A spec is drawn as a list of tokens, then joined with drawn spaces, line breaks and comments.
-# "if" and "for" of a statement must begin a line, those of an expression may not, unless the
-# line before ends in a space, and a dtype must be on the line of its shape: NL, EXPR and SAME
-# before a token say so.
+# "if" and "for" of a statement must begin a line, those of an expression may not, and a dtype
+# must be on the line of its shape: NL and SAME before a token say so.
 
-NL, EXPR, SAME = "\x00nl", "\x00expr", "\x00same"
+NL, SAME = "\x00nl", "\x00same"
 NAMES = ["a", "b", "conv", "fc", "x", "planes", "width", "n", "dilation", "in_channels"]
 LAYERS = ["Linear", "Conv2d", "ReLU", "BatchNorm2d", "Dropout", "Block"]
 Tokens = list[str]
@@ -152,13 +148,13 @@ def exprs(draw: st.DrawFn, depth: int = 2) -> Tokens:
         "compare": lambda: [*a, draw(pick(["<", "<=", "==", "!=", "in", "not in"])), *b],
         "bool": lambda: [*a, draw(pick(["and", "or"])), *b],
         "not": lambda: ["not", *a],
-        "ifexp": lambda: [*a, EXPR, "if", *b, "else", *a],
+        "ifexp": lambda: [*a, SAME, "if", *b, "else", *a],
         "index": lambda: [draw(names), "[", *a, "]"],
         "slice": lambda: [draw(names), "[", ":", ",", *a, ":", "]"],
         "attr": lambda: [*a, ".", draw(names)],
         "list": lambda: ["[", *a, ",", *b, *draw(pick([[], [","]])), "]"],
         "tuple": lambda: draw(pick([["(", ")"], ["(", *a, ",", ")"], ["(", *a, ",", *b, ")"]])),
-        "comp": lambda: ["[", *a, EXPR, "for", draw(names), "in", *b, "]"],
+        "comp": lambda: ["[", *a, SAME, "for", draw(names), "in", *b, "]"],
     }[kind]()
 
 
@@ -205,7 +201,7 @@ def items(draw: st.DrawFn, depth: int, named: bool = False) -> Tokens:
         "child": lambda: [draw(st.sampled_from([*NAMES, '"key"', 'f"layer{i}"'])), "=",
                           *draw(module)],
         "module": lambda: draw(module),
-        "repeat": lambda: [*draw(layers()), EXPR, "for", "i", "in", "range", "(", "3", ")"],
+        "repeat": lambda: [*draw(layers()), SAME, "for", "i", "in", "range", "(", "3", ")"],
         "let": lambda: ["let", draw(names), "=", *draw(exprs())],
         "input": lambda: ["input", "x", ":", "[", "N", ",", "3", "]",
                           *draw(st.sampled_from([[], [SAME, "long"]]))],
@@ -283,12 +279,12 @@ def specs(draw: st.DrawFn) -> Tokens:
     return tokens
 
 
-# Mostly one space, so that lines grow long enough to be wrapped. After a space a line break
-# does not begin a statement (the lexer's quirk; fmt joins such lines), so that one goes only
-# before the "if" and "for" of expressions.
+# Mostly one space, so that lines grow long enough to be wrapped. A line break may follow
+# spaces (which fmt removes, and which do not change how a statement's "if" or "for" reads);
+# none goes before the "if" and "for" of expressions, which would begin statements.
 SPACES = [" "] * 30 + ["  ", "\t "]
-BREAKS = ["\n", "\n\n", "\n\n\n    ", "  {c}\n", "\n{c}\n\n", "\n   {c}\n{c}\n"]
-AFTER_SPACE = [" \n", " \n\n  "]
+BREAKS = ["\n", "\n\n", "\n\n\n    ", "  {c}\n", "\n{c}\n\n", "\n   {c}\n{c}\n", " \n",
+          "\t \n\n  "]
 
 
 @st.composite
@@ -298,11 +294,11 @@ def spec_texts(draw: st.DrawFn) -> tuple[str, list[str]]:
     written: list[str] = []
     rule = ""
     for token in draw(specs()):
-        if token in (NL, EXPR, SAME):
+        if token in (NL, SAME):
             rule = token
             continue
         if text:
-            choices = {SAME: SPACES, EXPR: SPACES + AFTER_SPACE, NL: BREAKS}.get(
+            choices = {SAME: SPACES, NL: BREAKS}.get(
                 rule, SPACES + BREAKS)
             gap = draw(st.sampled_from(choices))
             while "{c}" in gap:
@@ -374,9 +370,11 @@ PINNED = [
     # comments keep their column where they can (aligned comments stay aligned)
     ("model M {\n    a = ReLU()       # one\n    bc=ReLU( )       # two\n}\n",
      "model M {\n    a = ReLU()       # one\n    bc = ReLU()      # two\n}\n"),
-    # a repeat's "for" after a line ending in a space reads as a repeat: joined, so it still does
-    ("model M { s = sequential { Linear(2) \nfor i in range(3) } }\n",
-     "model M { s = sequential { Linear(2) for i in range(3) } }\n"),
+    # spaces ending a line go, and an "if" starting the next one still begins a statement
+    ("model M {\n    forward(x) {\n        y = x \t\n        if true { y = y + 1 }\n"
+     "        return y\n    }\n}\n",
+     "model M {\n    forward(x) {\n        y = x\n        if true { y = y + 1 }\n"
+     "        return y\n    }\n}\n"),
     # a comment-only file, and an empty one
     ("  # only a comment", "# only a comment\n"),
     ("\n\n", ""),

@@ -276,3 +276,18 @@ def _values(root: object) -> list[object]:
         elif isinstance(value, (list, tuple)):
             stack += value
     return found
+
+
+@pytest.mark.parametrize("end", [" ", "\t", "  \t ", " \r"])
+def test_spaces_ending_a_line_do_not_change_how_if_and_for_read(end: str) -> None:
+    """``if`` and ``for`` starting a line begin a statement (a loop item in a sequential), with
+    or without invisible spaces ending the line before."""
+    forward = ("model M {\n    forward(x) {\n        y = x<end>\n        if true { y = y + 1 }\n"
+               "        return y\n    }\n}\n")
+    loop = ("model M {\n    s = sequential {\n        ReLU()<end>\n"
+            "        for i in range(2) { ReLU() }\n    }\n}\n")
+    for text in (forward, loop):
+        plain = netdsl.parse(text.replace("<end>", ""))
+        spaced = netdsl.parse(text.replace("<end>", end))
+        assert _without(spaced.model_dump(), {"span", "path_span", "target_span"}) == \
+            _without(plain.model_dump(), {"span", "path_span", "target_span"})

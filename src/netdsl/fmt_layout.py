@@ -30,7 +30,6 @@ CLOSERS = frozenset(OPENERS.values())
 # or an index (no space between).
 _VALUE_TYPES = frozenset({"NAME", "INT", "FLOAT", "STRING", "FSTRING"})
 _VALUE_WORDS = frozenset({")", "]", "true", "false", "True", "False", "none", "None", "..."})
-_EXPRESSION_KEYWORDS = frozenset({"IF_EXPR", "FOR_EXPR"})
 _STATEMENT_KEYWORDS = frozenset({"IF_STMT", "FOR_STMT"})
 _CALLEE_TYPES = frozenset({"NAME", "MODEL", "BLOCK", "INPUT", "INIT", "EXPECT", "FORWARD",
                            "SEQUENTIAL", "LIST", "DICT", "PARAM", "BUFFER"})
@@ -98,25 +97,13 @@ class _Layout:
     # ------------------------------------------------------------ line breaks and comments
     def _before(self, i: int, gap: Gap) -> None:
         self._trailing(gap)
-        if self._keeps_break(i, gap) or i in self.breaks or not self.lines:
+        if gap.breaks or i in self.breaks or not self.lines:
             piece = self.pieces[i]
             indent = self._indent(piece)
             if self._comments(gap, self._comment_indent(piece, indent),
                               closing=piece.text in CLOSERS):
                 self._blank()
             self.lines.append(Line(indent))
-
-    def _keeps_break(self, i: int, gap: Gap) -> bool:
-        """Whether the source's line break before a token stays.
-
-        In a body, the ``if`` of an expression and the ``for`` of a repeat begin a line only
-        after spaces that end the line before (the lexer reads them so): without the spaces
-        they would read as statements. Joined to the line before, they read as they did. A
-        comment between keeps the break: after a comment they did not read so, the parser chose
-        them, and chooses them again; so it does in brackets, where no statement can go."""
-        if self.pieces[i].type in _EXPRESSION_KEYWORDS and self.stack[-1].block:
-            return bool(gap.breaks) and (gap.trailing is not None or any(gap.lines))
-        return bool(gap.breaks)
 
     def _trailing(self, gap: Gap) -> None:
         """A comment at the end of a line stays in its column (comments aligned in a column
