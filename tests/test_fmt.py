@@ -375,6 +375,11 @@ PINNED = [
      "        return y\n    }\n}\n",
      "model M {\n    forward(x) {\n        y = x\n        if true { y = y + 1 }\n"
      "        return y\n    }\n}\n"),
+    # a bracket opened too far right for its contents to fit after it: a hanging indent
+    ("model M {\n    a_very_very_long_name_for_a_layer_attribute_here_that_goes_on_and_on_and_"
+     "on_a = Conv2d(in_c, out_c, kernel_size=3, stride=2, padding=1, bias=false)\n}\n",
+     "model M {\n    a_very_very_long_name_for_a_layer_attribute_here_that_goes_on_and_on_and_"
+     "on_a = Conv2d(\n        in_c, out_c, kernel_size=3, stride=2, padding=1, bias=false)\n}\n"),
     # a comment-only file, and an empty one
     ("  # only a comment", "# only a comment\n"),
     ("\n\n", ""),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import codes, imports
 from .errors import NetDSLError
-from .fmt_layout import OPENERS, WIDTH, Line, is_block_open, lay_out
+from .fmt_layout import CLOSERS, OPENERS, WIDTH, Line, is_block_open, lay_out
 from .fmt_tokens import Piece, read_pieces
 
 # A spec block of the docs (tests/test_docs.py finds them with this too).
@@ -112,15 +112,30 @@ def _wrap(line: Line, pieces: list[Piece], nesting: _Nesting) -> frozenset[int]:
     when none fits, the first (the line gets shorter, and its rest is wrapped next)."""
     candidates = _candidates(line, pieces, nesting)
     if not candidates:
-        return frozenset()
+        return _hanging(line, pieces) or frozenset()
     fitting = [c for c in candidates if c.column <= WIDTH]
     if fitting:
         best = min(fitting, key=lambda c: (c.depth, -c.column))
     else:
+        hanging = _hanging(line, pieces)
+        if hanging is not None:
+            return hanging
         best = min(candidates, key=lambda c: (c.depth, c.column))
     if len(best.breaks) == 1:
         return _filled(line, pieces, nesting, min(best.breaks))
     return best.breaks
+
+
+def _hanging(line: Line, pieces: list[Piece]) -> frozenset[int] | None:
+    """When no break fits, a break just after the first bracket opened on the line, whose
+    contents then go on the next lines indented 4 more than the bracket's line (black's
+    hanging indent): aligned after a bracket opened far right, they could not fit."""
+    for i in sorted(line.columns):
+        opens = pieces[i].text in ("(", "[") and not is_block_open(pieces, i)
+        if opens and i + 1 in line.columns and pieces[i + 1].text not in CLOSERS \
+                and line.columns[i] + 1 <= WIDTH:
+            return frozenset({i + 1})
+    return None
 
 
 def _filled(line: Line, pieces: list[Piece], nesting: _Nesting, first: int) -> frozenset[int]:
@@ -143,6 +158,8 @@ def _filled(line: Line, pieces: list[Piece], nesting: _Nesting, first: int) -> f
             breaks.append(last_fit)
             shift = line.columns[last_fit] - indent
         last_fit = i if line.columns[i - 1] + 1 - shift <= WIDTH else None
+        if last_fit is None:  # an argument too long for a line aligned after the bracket
+            return _hanging(line, pieces) or frozenset(breaks)
     if last_fit is not None and line.width - shift > WIDTH:
         breaks.append(last_fit)
     return frozenset(breaks)
