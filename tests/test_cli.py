@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -156,3 +157,85 @@ def test_custom_layer_configuration_mistakes_are_usage_errors(
     result = run("check", *flag, "scaled.net", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.endswith(message)
+
+
+# ---------------------------------------------------------------- `-`: the spec from stdin
+
+BAD_SPEC = "model Bad {\n    input x: [N, 4]\n    fc = Linear(4, 2)\n    forward(x) = x -> fcc\n}\n"
+MODEL_COMMANDS = [["summary"], ["graph", "--format", "dot"], ["export"]]
+
+
+def from_stdin(monkeypatch: pytest.MonkeyPatch, text: str, argv: list[str]) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    return main(argv)
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS, ids=lambda c: c[0])
+def test_model_commands_read_the_spec_from_stdin(command: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`-` gives what the file gives; an exported file names where its spec came from."""
+    lenet = EXAMPLES / "lenet.net"
+    assert main([command[0], str(lenet), *command[1:]]) == 0
+    from_file = capsys.readouterr()
+    assert from_stdin(monkeypatch, lenet.read_text(), [command[0], "-", *command[1:]]) == 0
+    from_pipe = capsys.readouterr()
+    assert from_pipe.err == from_file.err == ""
+    if command[0] == "export":
+        assert from_pipe.out.splitlines()[0] == "# LeNet, exported by `netdsl export` from <stdin>."
+        assert from_file.out.splitlines()[0] == \
+            f"# LeNet, exported by `netdsl export` from {lenet}."
+        assert from_pipe.out.splitlines()[1:] == from_file.out.splitlines()[1:]
+    else:
+        assert from_pipe.out == from_file.out
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS, ids=lambda c: c[0])
+def test_spec_errors_from_stdin_name_stdin(command: list[str], monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert from_stdin(monkeypatch, BAD_SPEC, [command[0], "-", *command[1:]]) == 1
+    assert capsys.readouterr() == ("", (
+        "<stdin>:4:23: error[NDL002]: undefined name 'fcc' in forward; did you mean 'fc'?\n"
+        "        forward(x) = x -> fcc\n"
+        "                          ^^^\n"))
+
+
+def test_summary_json_from_stdin_locates_errors_in_stdin(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    assert from_stdin(monkeypatch, BAD_SPEC, ["summary", "-", "--format", "json"]) == 1
+    (found,) = json.loads(capsys.readouterr().out)["diagnostics"]
+    assert (found["path"], found["line"], found["column"]) == ("<stdin>", 4, 23)
+
+
+def test_stdin_spec_imports_resolve_against_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "blocks.net").write_text(
+        "block Head(n: int) {\n    fc = Linear(4, n)\n    forward(x) = fc(x)\n}\n")
+    monkeypatch.chdir(tmp_path)
+    spec = 'from "blocks.net" import Head\nmodel M {\n    input x: [N, 4]\n    head = Head(3)\n}\n'
+    assert from_stdin(monkeypatch, spec, ["graph", "-"]) == 0
+    assert '"head<br/>Head(3)"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("command", "name"), [("summary", "depth"), ("summary", "source"),
+                                               ("export", "source"), ("export", "path"),
+                                               ("check", "source")])
+def test_a_model_parameter_named_as_the_commands_own_keyword_is_a_usage_error(
+        command: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The API takes ``-p`` values as keyword arguments beside its own: Python would read
+    ``depth=3`` as the summary's depth."""
+    assert main([command, str(EXAMPLES / "lenet.net"), "-p", f"{name}=3"]) == 2
+    assert capsys.readouterr().err == (
+        f"netdsl: error: -p {name}: netdsl {command} cannot take a model parameter of that "
+        f"name\n")
+
+
+def test_a_model_parameter_named_params_is_passed_on(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "wide.net"
+    spec.write_text("model Wide(params: int = 2) {\n    input x: [N, 4]\n"
+                    "    fc = Linear(4, params)\n}\n")
+    assert main(["export", str(spec), "-p", "params=5"]) == 0
+    assert "nn.Linear(4, 5)" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import operator
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -452,6 +455,186 @@ def test_dict_choices_list_their_keys_and_every_keys_shape() -> None:
     assert out == {" or ".join(f"[N, {', '.join(map(str, s))}]" for s in shapes)}
 
 
+# ---------------------------------------------------------------- alike groups of children
+
+# Layers that keep an [N, 8] tensor [N, 8], so that any sequence of them runs.
+ALPHABET = ("Linear(8, 8)", "ReLU()", "Tanh()", "Linear(8, 8, bias=false)")
+
+
+def sequential_spec(children: list[str]) -> str:
+    body = "\n".join(f"        {child}" for child in children)
+    return (f"model Seq {{\n    input x: [N, 8]\n    body = sequential {{\n{body}\n    }}\n"
+            f"    forward(x) = body(x)\n}}\n")
+
+
+def child_keys(model: nn.Module, calls: list[tuple[str, list[tuple[int, ...]],
+                                                    tuple[int, ...]]]) -> list[Any]:
+    """What makes two children alike in the truth: the module as torch prints it, and the
+    shapes it takes."""
+    return [(repr(model.get_submodule(path)), tuple(ins)) for path, ins, _ in calls]
+
+
+def most_covered(keys: list[Any]) -> int:
+    """The most children a folding covers, every period and count tried: MIN_REPEAT or more
+    alike children, or two or more alike groups of two or more."""
+    best = [0] * (len(keys) + 1)
+    for start in range(len(keys) - 1, -1, -1):
+        best[start] = best[start + 1]
+        for period in range(1, (len(keys) - start) // 2 + 1):
+            first = keys[start:start + period]
+            count = 1
+            while keys[start + count * period:start + (count + 1) * period] == first:
+                count += 1
+                if count >= (MIN_REPEAT if period == 1 else 2):
+                    best[start] = max(best[start], period * count + best[start + period * count])
+    return best[0]
+
+
+def calls_in(item: Node | Group) -> int:
+    """How many layer calls a top-level item of the sequential stands for."""
+    return item.repeat * (1 if isinstance(item, Node) else len(layer_calls(item)))
+
+
+def check_folds_are_alike(items: list[Node | Group], keys: list[Any]) -> int:
+    """Each folded item's iterations are alike children in the truth, a single child repeated
+    MIN_REPEAT times at least, a group twice; the children covered."""
+    start = covered = 0
+    for item in items:
+        size = calls_in(item)
+        period = size // item.repeat
+        if item.repeat > 1:
+            assert item.repeat >= (MIN_REPEAT if period == 1 else 2)
+            iterations = {tuple(keys[i:i + period]) for i in range(start, start + size, period)}
+            assert len(iterations) == 1, item
+            covered += size
+        start += size
+    assert start == len(keys)
+    return covered
+
+
+def body_items(result: Graph) -> list[Node | Group]:
+    (body,) = [g for g in _groups(result.root) if g.kind == "sequential" and g.path == "body"]
+    return body.items
+
+
+def folds_of(tmp_path: Path, children: list[str]) -> tuple[Graph, list[Any]]:
+    """The graph of a sequential of these children, checked against the layer calls hooks
+    see; the children's keys in the truth."""
+    spec = tmp_path / "seq.net"
+    spec.write_text(sequential_spec(children))
+    model = netdsl.load(spec)
+    calls = hooked_calls(model, torch.randn(2, 8))
+    result = graph(spec)
+    assert layer_paths(result.root) == [path for path, _, _ in calls]
+    check_layer_edges(result, calls)
+    return result, child_keys(model, calls)
+
+
+@st.composite
+def repeating_children(draw: st.DrawFn) -> list[str]:
+    """Up to 14 children, made of runs of short groups so that repeats are common."""
+    letters = st.sampled_from(ALPHABET)
+    runs = draw(st.lists(st.tuples(st.lists(letters, min_size=1, max_size=3),
+                                   st.integers(1, 4)), min_size=1, max_size=5))
+    children = [child for group, count in runs for child in group * count][:14]
+    return children if len(children) > 1 else [*children, "ReLU()"]
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(children=repeating_children())
+def test_a_sequentials_folds_cover_the_most_children(tmp_path: Path,
+                                                     children: list[str]) -> None:
+    """Expanded, the folds give the layer calls; each fold's iterations are alike; no folding
+    covers more children."""
+    result, keys = folds_of(tmp_path, children)
+    assert check_folds_are_alike(body_items(result), keys) == most_covered(keys)
+
+
+def test_a_run_gives_its_last_iterations_to_a_longer_group_after_it(tmp_path: Path) -> None:
+    relu, tanh, linear = "ReLU()", "Tanh()", "Linear(8, 8)"
+    # (ReLU Tanh) x 2, then (ReLU Tanh ReLU Tanh Linear) x 2: all 14, not the first 8.
+    children = [relu, tanh] * 2 + [relu, tanh, relu, tanh, linear] * 2
+    result, keys = folds_of(tmp_path, children)
+    items = body_items(result)
+    assert check_folds_are_alike(items, keys) == len(children) == most_covered(keys)
+    assert [(calls_in(i) // i.repeat, i.repeat) for i in items] == [(2, 2), (5, 2)]
+    # Inside the second group, its own two pairs fold again.
+    assert isinstance(items[1], Group)
+    (inner,) = [g for g in _groups(items[1]) if g.kind == "loop"]
+    assert inner.repeat == 2 and [n.detail for n in inner.items] == [relu, tanh]
+
+
+def test_a_group_of_children_is_a_cluster_named_by_the_children_it_covers(
+        tmp_path: Path) -> None:
+    children = ["Linear(8, 8, bias=false)", *["Linear(8, 8)", "ReLU()", "Tanh()"] * 4]
+    result, _ = folds_of(tmp_path, children)
+    _, cluster = body_items(result)
+    assert isinstance(cluster, Group) and cluster.kind == "loop" and cluster.repeat == 4
+    assert cluster.paths == [f"body.{i}" for i in range(1, len(children))]
+    assert lines_of(cluster) == [f"1 … 12 {REPEAT_MARK} 4"]
+    assert [lines_of(node) for node in cluster.items] == [
+        ["1 … 10", "Linear(8, 8)"], ["2 … 11", "ReLU()"], ["3 … 12", "Tanh()"]]
+    mermaid = to_mermaid(result)
+    check_mermaid(mermaid)
+    assert f'subgraph {cluster.id}["1 … 12 {REPEAT_MARK} 4"]' in mermaid
+    # Into the cluster once and out of it once: the edges between iterations are the loop.
+    inside = {node.id for node in cluster.items}
+    assert [(e.source in inside, e.target in inside) for e in result.edges
+            if e.source in inside or e.target in inside] == [
+        (False, True), (True, True), (True, True), (True, False)]
+
+
+def vgg_conv_groups(features: nn.Sequential, x: torch.Tensor) -> list[list[str]]:
+    """The runs of two or more alike convolutions in torchvision's VGG features, each with its
+    batch norm and ReLU (a group of children starts at a Conv2d), alike as modules and in the
+    shape each takes: the children each run covers."""
+    inputs: dict[str, tuple[int, ...]] = {}
+    handles = [m.register_forward_hook(lambda m, ins, out, p=p: inputs.update(
+        {p: tuple(ins[0].shape)})) for p, m in features.named_children()]
+    with torch.no_grad():
+        features(x)
+    for handle in handles:
+        handle.remove()
+    units: list[list[str]] = []
+    for name, module in features.named_children():
+        if isinstance(module, nn.Conv2d) or not units or isinstance(module, nn.MaxPool2d):
+            units.append([])
+        units[-1].append(name)
+    keys = [tuple((repr(features.get_submodule(n)), inputs[n]) for n in unit) for unit in units]
+    return [[f"features.{name}" for i in run for name in units[i]]
+            for run in alike_runs(keys) if len(run) > 1]
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16", "vgg19_bn"])
+def test_vgg_features_fold_into_their_alike_convolution_groups(name: str) -> None:
+    """A stage's first convolution changes the width and stays apart with its ReLU; the alike
+    convolutions after it fold, each with its batch norm and ReLU (torchvision's layout)."""
+    with torch.device("meta"):
+        reference = getattr(torchvision.models, name)(num_classes=10)
+    x = torch.zeros(2, 3, 224, 224, device="meta")
+    expected = vgg_conv_groups(reference.features, x)
+    assert expected  # every VGG has one: the last stage's two or more 512-wide convolutions
+    result = graph(EXAMPLES / "zoo" / "vgg.net", model=name, params={"num_classes": 10})
+    clusters = [g for g in _groups(result.root) if g.kind == "loop"]
+    assert [g.paths for g in clusters] == expected
+    model = netdsl.load(EXAMPLES / "zoo" / "vgg.net", model=name, device="meta", num_classes=10)
+    assert layer_paths(result.root) == [p for p, _, _ in hooked_calls(model, x)]
+
+
+def test_three_thousand_children_fold_at_once(tmp_path: Path) -> None:
+    """A sequential of 3,000 children folds in one pass per period, not one per pair."""
+    spec = tmp_path / "deep.net"
+    spec.write_text(sequential_spec(["for i in range(1000) { Linear(8, 8)  ReLU()  Tanh() }"]))
+    started = time.perf_counter()
+    result = graph(spec)
+    assert time.perf_counter() - started < 10  # about half a second; quadratic takes minutes
+    (cluster,) = body_items(result)
+    assert isinstance(cluster, Group) and cluster.repeat == 1000
+    assert [n.paths[::999] for n in cluster.items] == [
+        [f"body.{i}", f"body.{i + 2997}"] for i in range(3)]
+
+
 # ---------------------------------------------------------------- depth
 
 
@@ -725,3 +908,11 @@ def test_the_docs_mermaid_block_is_what_the_command_prints() -> None:
     block = doc.split("```mermaid\n")[1].split("```")[0]
     assert block == to_mermaid(graph(EXAMPLES / "residual.net"))
     check_mermaid(block)
+
+
+def test_the_docs_vgg_excerpt_is_what_the_command_prints() -> None:
+    doc = (EXAMPLES.parent / "docs" / "graph.md").read_text()
+    excerpt = doc.split("```text\n")[1].split("```")[0]
+    printed = to_mermaid(graph(EXAMPLES / "zoo" / "vgg.net", model="vgg16",
+                               params={"num_classes": 10}))
+    assert printed.splitlines()[13:20] == excerpt.splitlines()

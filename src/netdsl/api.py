@@ -101,6 +101,16 @@ def open_unit(path: PathLike | None, limits: Limits, *, text: str = "", name: st
         yield loader, unit
 
 
+def open_spec(path: PathLike, limits: Limits, source: str | None = None
+              ) -> contextlib.AbstractContextManager[tuple[Loader, Unit]]:
+    """:func:`open_unit` on a spec file, or on ``source``, the text of one that is not on disk
+    (stdin, an editor's buffer), named ``path``; its imports then resolve against the current
+    directory."""
+    if source is None:
+        return open_unit(path, limits)
+    return open_unit(None, limits, text=source, name=os.fspath(path))
+
+
 def _check_usage(path: PathLike | None, limits: Limits, text: str) -> None:
     """Mistakes in the call itself (not the spec) are Python's usage errors: TypeError."""
     if path is not None and not isinstance(path, (str, os.PathLike)):
@@ -321,10 +331,8 @@ def diagnose(path: PathLike, *, model: str | None = None,
     """
     found: list[Diagnostic] = []
     sources: Mapping[str, str] = {}
-    opened = open_unit(path, limits) if source is None else \
-        open_unit(None, limits, text=source, name=os.fspath(path))
     try:
-        with opened as (loader, unit):
+        with open_spec(path, limits, source) as (loader, unit):
             sources = loader.sources
             found += _diagnose_unit(unit, model, modules, limits, params)
     except NetDSLError as err:
@@ -411,19 +419,20 @@ def summary(path: PathLike, *, model: str | None = None,
             inputs: Sequence[Sequence[int | str]] | None = None,
             modules: Mapping[str, type[nn.Module]] | None = None,
             limits: Limits = DEFAULT_LIMITS, depth: int | None = DEFAULT_DEPTH,
-            **params: Any) -> Summary:
+            source: str | None = None, **params: Any) -> Summary:
     """A table of the model's blocks and layers (output shapes, parameters, MACs and FLOPs)
     with its totals and memory estimates, built and run on meta.
 
     ``inputs`` gives the shapes of the forward's tensor arguments (ints or symbol names), in
     place of the spec's ``input`` declarations. ``depth`` is how many levels of blocks and
     containers get rows (torchinfo's 3 by default, ``None`` for all); deeper ones are counted
-    in their ancestor's row.
+    in their ancestor's row. ``source`` is the file's text when it is not on disk, as for
+    :func:`diagnose`.
     """
     if inputs is not None:
         check_shapes(inputs, "inputs")
     _check_depth(depth)
-    with open_unit(path, limits) as (_, unit):
+    with open_spec(path, limits, source) as (_, unit):
         decl = choose_model(unit, model)
         plan = plan_model(unit, decl, Checker(Registry.with_modules(modules), limits), params)
         declared = plan.inputs if inputs is None else given_inputs(plan, inputs, decl)

@@ -19,6 +19,7 @@ from .limits import DEFAULT_LIMITS, MAX_ELEMENTS, Limits
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 FORMATS = ("text", "json", "github", "sarif")  # see netdsl.report
+STDIN_HELP = "the spec file; - reads it from stdin"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     summary_cmd = commands.add_parser(
         "summary", help="a table of blocks and layers: shapes, parameters, MACs, FLOPs and "
                         "memory (on meta)")
-    summary_cmd.add_argument("file", metavar="FILE", type=Path)
+    summary_cmd.add_argument("file", metavar="FILE", type=Path, help=STDIN_HELP)
     summary_cmd.add_argument("--model", help="the model to summarise, when the file has several")
     _add_input(summary_cmd, "replaces the spec's input declarations")
     # 3 is summary.DEFAULT_DEPTH, written out: importing summary would import torch.
@@ -69,7 +70,7 @@ def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
                     "the init rules as loops over self.modules(), the forward as netdsl "
                     "compiles it. The file needs torch (and torchvision where the spec uses its "
                     "layers), not netdsl.")
-    export_cmd.add_argument("file", metavar="FILE", type=Path)
+    export_cmd.add_argument("file", metavar="FILE", type=Path, help=STDIN_HELP)
     export_cmd.add_argument("-o", "--output", default="-", metavar="OUT",
                             help="the Python file to write; - or none prints it to stdout")
     _add_model_flags(export_cmd, "export")
@@ -111,7 +112,7 @@ def _add_graph_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description="Draw the forward's data flow: inputs, layers, ops, block calls as clusters, "
                     "loops folded with their repeat count, each edge labelled with its shape. "
                     "Mermaid and DOT are written directly; SVG and PNG through graphviz's dot.")
-    graph_cmd.add_argument("file", metavar="FILE", type=Path, help="the spec file")
+    graph_cmd.add_argument("file", metavar="FILE", type=Path, help=STDIN_HELP)
     graph_cmd.add_argument("-o", "--output", default="-", metavar="OUT",
                            help="OUT.mmd, OUT.dot, OUT.svg or OUT.png (the format from the "
                                 "suffix); - or none prints Mermaid (or --format) to stdout")

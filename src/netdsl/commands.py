@@ -6,8 +6,11 @@ do not import torch."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .api import diagnose, init_report, probe, summary
 from .errors import UsageTypeError, UsageValueError, inert
@@ -22,32 +25,80 @@ from .outcome import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Report, attempt, present
 from .plot import PlotUnavailable, plot_stds
 from .probe import render as render_probe
 from .provenance import Report as InitReport
-from .summary import render
+from .summary import Summary, render
+
+T = TypeVar("T")
+
+
+# How errors name a spec read from stdin (``-``), as compilers and linters do.
+STDIN = Path("<stdin>")
+
+
+class CommandUsageError(Exception):
+    """A usage mistake a command finds in its own work (an output it cannot tell the format
+    of, or cannot write; graphviz missing): reported as ``netdsl: error: ...``, exit 2."""
+
+
+def run_model_command(report: Report, file: Path, make: Callable[[Path, str | None], T],
+                      show: Callable[[T], dict[str, object] | None]) -> int:
+    """What the commands that build one model do: the file must be there (``-`` reads stdin,
+    named ``<stdin>``); ``make`` turns the spec into the command's result, its spec errors
+    reported; ``show`` prints or writes it, and gives the JSON format its fields. The exit
+    code."""
+    if not present(report, [file]):
+        return report.emit()
+    path, source = (STDIN, sys.stdin.read()) if str(file) == "-" else (file, None)
+    try:
+        result = attempt(report, path, lambda: make(path, source))
+        return report.emit(None if result is None else show(result))
+    except CommandUsageError as err:
+        report.add_usage(str(err))
+        return report.emit()
+
+
+def _params(args: argparse.Namespace, api: Callable[..., object]) -> dict[str, object]:
+    """The ``-p`` values, as keyword arguments of ``api``; one named as its own keyword
+    (``depth``, ``source``) would be taken for that, and is refused."""
+    keywords = {name for name, parameter in inspect.signature(api).parameters.items()
+                if parameter.kind is not parameter.VAR_KEYWORD}
+    own = [name for name, _ in args.param if name in keywords]
+    if own:
+        raise CommandUsageError(f"-p {own[0]}: netdsl {args.command} cannot take a model "
+                                f"parameter of that name")
+    return dict(args.param)
 
 
 def run_summary(args: argparse.Namespace) -> int:
     report = Report(args.format)
-    if not present(report, [args.file]):
-        return report.emit()
-    result = attempt(report, args.file, lambda: summary(
-        args.file, model=args.model, inputs=args.input, limits=args.limits,
-        modules=args.layers, depth=args.depth, **dict(args.param)))
-    if result is not None and report.tables:
-        print(render(result))
-    return report.emit(result.as_dict() if result is not None else None)
+    return run_model_command(report, args.file, lambda path, source: summary(
+        path, model=args.model, inputs=args.input, limits=args.limits, modules=args.layers,
+        depth=args.depth, source=source, **_params(args, summary)),
+        lambda found: _print_summary(report, found))
+
+
+def _print_summary(report: Report, found: Summary) -> dict[str, object]:
+    if report.tables:
+        print(render(found))
+    return found.as_dict()
 
 
 def run_check(args: argparse.Namespace) -> Report:
     report = Report(args.format, args.strict)
+    try:
+        params = _params(args, diagnose)
+    except CommandUsageError as err:
+        report.add_usage(str(err))
+        report.emit()
+        return report
     present(report, args.files)
     for path in args.files:
         if str(path) != "-" and not path.exists():
             continue
         report.checked += 1
         source = sys.stdin.read() if str(path) == "-" else None
-        shown = Path("<stdin>") if source is not None else path
+        shown = STDIN if source is not None else path
         found = diagnose(shown, model=args.model, limits=args.limits, modules=args.layers,
-                         source=source, **dict(args.param))
+                         source=source, **params)
         report.invalid += report.add(found, str(shown))
     report.emit({"checked": report.checked, "valid": report.checked - report.invalid,
                  "invalid": report.invalid})
@@ -58,48 +109,40 @@ def run_check(args: argparse.Namespace) -> Report:
 
 def run_graph(args: argparse.Namespace) -> int:
     """Draw the forward to a file, or to stdout; graphviz missing or failing is a usage error."""
-    report = Report()
-    if not present(report, [args.file]):
-        return report.emit()
+    return run_model_command(Report(), args.file, lambda path, source: _picture(args, path, source),
+                             lambda data: _write(args.output, data))
+
+
+def _picture(args: argparse.Namespace, path: Path, source: str | None) -> bytes:
+    """The graph in the format asked for, which is known before the model is drawn."""
     try:
         fmt = format_for(args.output, args.picture)
     except RenderError as err:
-        report.add_usage(str(err))
-        return report.emit()
-    drawn = attempt(report, args.file, lambda: graph(
-        args.file, model=args.model, inputs=args.input, depth=args.depth, limits=args.limits,
-        modules=args.layers, params=dict(args.param)))
-    if drawn is None:
-        return report.emit()
+        raise CommandUsageError(str(err)) from None
+    drawn = graph(path, model=args.model, inputs=args.input, depth=args.depth,
+                  limits=args.limits, modules=args.layers, params=dict(args.param),
+                  source=source)
     try:
-        write_output(args.output, render_graph(drawn, fmt))
-    except (RenderError, OSError) as err:
-        report.add_usage(str(err) if isinstance(err, RenderError) else
-                         f"cannot write {args.output}: {err.strerror or err}")
-        return report.emit()
-    if args.output != "-":
-        print(f"netdsl: wrote {args.output}", file=sys.stderr)
-    return report.emit()
+        return render_graph(drawn, fmt)
+    except RenderError as err:
+        raise CommandUsageError(str(err)) from None
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the model's PyTorch file (or print it); a spec error is reported, exit 1."""
-    report = Report()
-    if not present(report, [args.file]):
-        return report.emit()
-    source = attempt(report, args.file, lambda: export(
-        args.file, model=args.model, limits=args.limits, modules=args.layers,
-        **dict(args.param)))
-    if source is None:
-        return report.emit()
+    return run_model_command(Report(), args.file, lambda path, source: export(
+        path, model=args.model, limits=args.limits, modules=args.layers, source=source,
+        **_params(args, export)).encode("utf-8"), lambda data: _write(args.output, data))
+
+
+def _write(output: str, data: bytes) -> None:
+    """The command's output to its file (named on stderr), or to stdout for ``-``."""
     try:
-        write_output(args.output, source.encode("utf-8"))
+        write_output(output, data)
     except OSError as err:
-        report.add_usage(f"cannot write {args.output}: {err.strerror or err}")
-        return report.emit()
-    if args.output != "-":
-        print(f"netdsl: wrote {args.output}", file=sys.stderr)
-    return report.emit()
+        raise CommandUsageError(f"cannot write {output}: {err.strerror or err}") from None
+    if output != "-":
+        print(f"netdsl: wrote {output}", file=sys.stderr)
 
 
 def run_probe(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import codes
 from . import nodes as n
-from .api import PathLike, open_unit, ready_plan
+from .api import PathLike, open_spec, ready_plan
 from .build import build
 from .errors import InternalError, Span, fail
 from .export_code import (
@@ -72,9 +72,10 @@ _DeclKey = tuple[int, str]  # a block's declaration (by identity) and name
 
 def export(path: PathLike, *, model: str | None = None,
            modules: Mapping[str, type[nn.Module]] | None = None,
-           limits: Limits = DEFAULT_LIMITS, **params: Any) -> str:
-    """The PyTorch source of the spec's model for these parameters (see the module docs)."""
-    with open_unit(path, limits) as (_, unit):
+           limits: Limits = DEFAULT_LIMITS, source: str | None = None, **params: Any) -> str:
+    """The PyTorch source of the spec's model for these parameters (see the module docs);
+    ``source`` is the file's text when it is not on disk, as for :func:`netdsl.diagnose`."""
+    with open_spec(path, limits, source) as (_, unit):
         plan = ready_plan(unit, model, modules, limits, params)
         return Exporter(plan, str(path), model).source()
 

@@ -1,7 +1,8 @@
 """The graph model: what netdsl.graph draws, and both writers (netdsl.graph_render) walk.
 
 Nodes are the steps of a forward, groups the clusters they are drawn in (block calls, method
-calls, folded loops), edges the tensors between them, each with its shape.
+calls, folded loops and runs of alike groups of a sequential's children), edges the tensors
+between them, each with its shape.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Edge:
 
 @dataclass
 class Group:
-    """A cluster: a block or sequential call, a method call, or a folded loop's body."""
+    """A cluster: a block or sequential call, a method call, a folded loop's body or a folded
+    run of alike groups of a sequential's children."""
 
     id: str
     kind: GroupKind
@@ -53,7 +55,9 @@ class Group:
     path: str = ""  # the module's path (blocks, sequentials)
     depth: int = 0  # how many module calls it is nested in (the model is 0)
     items: list[Node | Group] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)  # one per folded loop iteration
+    # One per folded loop iteration; a folded run of a sequential's groups of children:
+    # the children it covers.
+    paths: list[str] = field(default_factory=list)
     repeat: int = 1
     scope: str = ""  # as Node.scope
     site: object = field(default=None, repr=False, compare=False)  # as Node.site
