@@ -2,10 +2,10 @@
 
 The truth is the module itself: the spec's model loads the original's state_dict with
 strict=True and gives the same outputs (torch.equal), for hand-written modules and for every
-torchvision classification builder that can be imported; the others fail with the reason listed
-here (and in docs/import.md). Representatives of each family are compared on real tensors; the
-rest on the meta device (keys, shapes, dtypes and every layer's repr), or on real tensors too
-with NETDSL_IMPORT_ALL=1.
+torchvision classification builder that can be imported, in both modes where the forward reads
+self.training; the others fail with the reason listed here (and in docs/import.md).
+Representatives of each family are compared on real tensors; the rest on the meta device (keys,
+shapes, dtypes and every layer's repr), or on real tensors too with NETDSL_IMPORT_ALL=1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ ALSO = ["convnext_base", "convnext_large", "convnext_small", "densenet161", "den
         "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
         # RegNet names its blocks "block1-0": written as string keys ("block1-0": Block(...)).
         *(name for name in BUILDERS if name.startswith("regnet") and name != "regnet_x_400mf")]
+# Their forward reads self.training (the aux heads run in training only, where it returns a
+# named tuple): compared in both modes, each with its input size (Inception's aux head needs
+# 299x299 in training, and two images for the BatchNorm of its 1x1 map).
+MODES = {"googlenet": (1, 64), "inception_v3": (2, 299)}
 ALL_REAL = os.environ.get("NETDSL_IMPORT_ALL") == "1"
 
 _SPELLING = "has no netdsl spelling (docs/forward-functions.md lists what a forward may call)"
@@ -59,14 +63,6 @@ _SWIN = ("features.1.0.attn (torchvision.models.swin_transformer.ShiftedWindowAt
          "(fx node '_get_relative_position_bias') " + _SPELLING)
 # The builders that cannot be imported, each with the reason from_module gives.
 FAILS = {
-    # Traced in training mode (the mode a model is built in), GoogLeNet returns its aux outputs.
-    "googlenet": "the model (torchvision.models.googlenet.GoogLeNet): function "
-                 "torchvision.models.googlenet.GoogLeNetOutputs (fx node "
-                 "'goog_le_net_outputs') " + _SPELLING,
-    # torchvision sets fc.stddev on the aux head for its init: not a Linear argument.
-    "inception_v3": "AuxLogits.fc (Linear): rebuilding it as Linear(in_features=768, "
-                    "out_features=10) gives a different module: it has the attribute "
-                    "stddev = 0.001, which the constructor does not set",
     # fx keeps a tensor computed in the forward as a constant of the graph.
     "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1 "
                 "(torchvision.models.maxvit.RelativePositionalMultiHeadAttention): the forward "
@@ -78,7 +74,7 @@ FAILS = {
 
 
 def test_the_lists_cover_every_builder() -> None:
-    assert sorted([*REAL, *ALSO, *FAILS]) == sorted(BUILDERS)
+    assert sorted([*REAL, *ALSO, *MODES, *FAILS]) == sorted(BUILDERS)
 
 
 def _kwargs(name: str) -> dict[str, Any]:
@@ -128,6 +124,69 @@ def _same_outputs(original: nn.Module, size: int = 64) -> str:
 def test_builder_round_trips(name: str) -> None:
     torch.manual_seed(0)
     _same_outputs(_build(name), 56 if name == "vit_h_14" else 64)
+
+
+def _same_in_both_modes(original: nn.Module, x: torch.Tensor) -> tuple[str, Any]:
+    """The spec's model gives the original's outputs in eval and in training mode, each item
+    of a tuple (torchvision's named tuples equal the spec's tuples), dropout drawing the
+    same numbers from the same seed. The spec, and what the original gave in training."""
+    text = from_module(original)
+    rebuilt = netdsl.loads(text)
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    for training in (False, True):
+        original.train(training)
+        rebuilt.train(training)
+        with torch.no_grad():
+            torch.manual_seed(1)
+            expected = original(x)
+            torch.manual_seed(1)
+            got = rebuilt(x)
+        if isinstance(expected, tuple):
+            assert type(got) is tuple and len(got) == len(expected)
+            assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+        else:
+            assert torch.equal(expected, got)
+    return text, expected
+
+
+@pytest.mark.parametrize("name", sorted(MODES))
+def test_builder_whose_forward_reads_the_mode_round_trips_in_both_modes(name: str) -> None:
+    torch.manual_seed(0)
+    original = _build(name)
+    batch, size = MODES[name]
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    _, trained = _same_in_both_modes(original, x)
+    assert isinstance(trained, tuple)  # the aux heads ran, and their logits were compared
+
+
+def test_googlenet_reads_the_mode_where_torchvision_does() -> None:
+    spec = from_module(_build("googlenet", "meta"))
+    assert ("        if training {\n            aux1_out = inception4a_out -> aux1\n        }\n"
+            in spec)
+    assert ("        if training {\n            return fc_out, aux2_out, aux1_out\n        }\n"
+            "        return fc_out\n") in spec
+    assert spec.count("training") == 3  # the blocks read no mode
+
+
+def test_a_call_given_the_mode_is_written_with_training() -> None:
+    """DenseNet with dropout calls F.dropout(..., training=self.training): True in one trace,
+    False in the other, the module's mode in both."""
+    torch.manual_seed(0)
+    original = torchvision.models.densenet121(num_classes=10, drop_rate=0.2)
+    text, _ = _same_in_both_modes(original, torch.randn(2, 3, 32, 32))
+    assert "-> conv2\n                     -> dropout(p=0.2, training=training, inplace=false)\n" \
+        in text
+    assert text.count("training") == 2  # that call's, and no if
+
+
+def test_an_init_hint_set_on_a_layer_is_left_out() -> None:
+    """torchvision's Inception sets stddev on layers for its init loop: not a Linear argument,
+    not an attribute Linear sets, so nothing Linear computes with."""
+    original = _build("inception_v3", "meta")
+    assert original.AuxLogits.fc.stddev == 0.001
+    rebuilt = netdsl.loads(from_module(original), device="meta")
+    assert _leaves(rebuilt) == _leaves(original)
+    assert not hasattr(rebuilt.AuxLogits.fc, "stddev")
 
 
 def _leaves(module: nn.Module) -> list[tuple[str, str]]:
@@ -213,7 +272,8 @@ def test_the_forward_is_a_pipeline(resnet18_spec: str) -> None:
             "        return bn2_out + x -> relu\n") in resnet18_spec
 
 
-@pytest.mark.parametrize("name", ["resnet18", "densenet121", "shufflenet_v2_x1_0", "vit_b_32"])
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "shufflenet_v2_x1_0", "vit_b_32",
+                                  "googlenet"])
 def test_the_imported_spec_passes_check(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.net"
     path.write_text(from_module(_build(name, "meta")))
@@ -334,6 +394,18 @@ class Staged(nn.Module):
         return self.stage(x)
 
 
+class Pooled(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 3, stride=2)
+
+
+def test_arguments_torch_passes_at_their_defaults_are_left_out() -> None:
+    """F.max_pool2d passes dilation, ceil_mode and return_indices on to the trace; netdsl's
+    max_pool2d takes none of them, and they are torch's defaults."""
+    text = _same_outputs(Pooled(), 9)
+    assert "forward(x) = x -> max_pool2d(3, stride=2, padding=0)\n" in text
+
+
 def test_sequential_keys_that_are_not_names_are_written_as_strings() -> None:
     torch.manual_seed(0)
     text = _same_outputs(Staged(), 8)
@@ -352,6 +424,87 @@ def test_values_are_computed_in_the_order_written() -> None:
     assert ("        first_out = x -> first\n        second_out = x -> second\n"
             "        sigmoid_out = x.sigmoid()\n        tanh_out = x.tanh()\n"
             "        return (second_out + first_out) * (tanh_out - sigmoid_out)\n") in text
+
+
+class Lift(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc(x)
+        if self.training:
+            x = x + 1
+        return x
+
+
+Outputs = namedtuple("Outputs", ["logits", "aux"])
+
+
+class Moded(nn.Module):
+    """Reads the mode as GoogLeNet does (an aux head in training, a named tuple), and as
+    netdsl's else does (a value of eval's own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lifts = nn.Sequential(Lift(4), Lift(4))
+        self.aux = nn.Linear(4, 2)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        x = self.lifts(x)
+        if self.training:
+            aux = self.aux(x)
+        else:
+            mean = x.mean(-1)
+        x = self.head(self.drop(x))
+        if self.training:
+            return Outputs(x, aux)
+        return x, mean
+
+
+class Watch(nn.Module):
+    """A value of eval's own, before a computation both modes share."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if not self.training:
+            mean = x.mean(-1)
+        x = self.fc(x)
+        return x if self.training else (x, mean)
+
+
+def test_a_forward_that_reads_the_mode_is_imported_in_both_modes() -> None:
+    torch.manual_seed(0)
+    module = Moded()
+    text, _ = _same_in_both_modes(module, torch.randn(3, 4))
+    assert ("        lifts_out = x -> lifts\n"
+            "        if training {\n            aux_out = lifts_out -> aux\n"
+            "        } else {\n            mean_out = lifts_out.mean(-1)\n        }\n"
+            "        head_out = lifts_out -> drop -> head\n"
+            "        if training {\n            return head_out, aux_out\n        }\n"
+            "        return head_out, mean_out\n") in text
+    text, _ = _same_in_both_modes(Lift(4), torch.randn(3, 4))
+    assert ("    forward(x) {\n        fc_out = x -> fc\n"
+            "        if training {\n            return fc_out + 1\n        }\n"
+            "        return fc_out\n    }\n") in text
+    text, _ = _same_in_both_modes(Watch(), torch.randn(3, 4))
+    assert ("        if not training {\n            mean_out = x.mean(-1)\n        }\n"
+            "        fc_out = x -> fc\n"
+            "        if training {\n            return fc_out\n        }\n"
+            "        return fc_out, mean_out\n") in text
+
+
+def test_the_modules_modes_are_restored() -> None:
+    module = Moded()
+    module.lifts[1].eval()  # a frozen part, as a BatchNorm kept in eval while the rest trains
+    modes = [m.training for m in module.modules()]
+    from_module(module)
+    assert [m.training for m in module.modules()] == modes
 
 
 def test_the_model_is_named_as_asked() -> None:
@@ -561,11 +714,10 @@ def test_import_finds_the_users_module_in_the_current_directory(
 
 
 def test_import_of_a_module_it_cannot_write_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, stderr = _run(capsys, "torchvision.models:googlenet", "--arg",
-                                "init_weights=false")
+    code, stdout, stderr = _run(capsys, "torchvision.models:swin_t", "--arg", "num_classes=10")
     assert (code, stdout) == (1, "")
-    assert stderr.endswith(f"netdsl: error: cannot import torchvision.models:googlenet: "
-                           f"{FAILS['googlenet']}\n")
+    assert stderr.endswith(f"netdsl: error: cannot import torchvision.models:swin_t: "
+                           f"{FAILS['swin_t']}\n")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -4,9 +4,10 @@ Three steps. *Describe* walks the module tree into nodes (netdsl.fromtorch_nodes
 ``nn.Sequential`` / ``nn.ModuleList`` / ``nn.ModuleDict`` stay containers, a layer of the
 language is its constructor call (netdsl.fromtorch_layers), and every other module is an
 instance of a block, with its children, its own tensors and its forward traced by ``torch.fx``
-(netdsl.fromtorch_forward). *Group* gathers the instances of one class that have the same
-structure into one block; the values in which they differ (channel counts, strides, ...) become
-the block's parameters. *Write* (netdsl.fromtorch_write) prints the model, then the blocks.
+in training and in eval mode (netdsl.fromtorch_modes, netdsl.fromtorch_forward). *Group*
+gathers the instances of one class that have the same structure into one block; the values in
+which they differ (channel counts, strides, ...) become the block's parameters. *Write*
+(netdsl.fromtorch_write) prints the model, then the blocks.
 
 Nothing is evaluated: the spec is written from the module's attributes and its fx graph.
 """
@@ -21,7 +22,7 @@ from .api import check_shapes
 from .containers import attributes
 from .errors import UsageTypeError, UsageValueError
 from .fmt import format_text
-from .fromtorch_forward import render, trace
+from .fromtorch_forward import render
 from .fromtorch_layers import (
     ImportFailure,
     is_name,
@@ -30,6 +31,7 @@ from .fromtorch_layers import (
     recover,
     registry_class,
 )
+from .fromtorch_modes import trace_modes
 from .fromtorch_nodes import Block, Container, Instance, Layer, Node, Param, Tensor
 from .fromtorch_write import declaration
 from .ops import DTYPES
@@ -124,7 +126,8 @@ def _instance(module: nn.Module, path: str) -> Instance:
         _check_child(key, where)
     tensors = _tensors(module, where)
     nodes = dict(children)
-    forward = render(trace(module, where), where, lambda target: _stage(target, nodes, where),
+    graph, modes = trace_modes(module, where)
+    forward = render(graph, modes, where, lambda target: _stage(target, nodes, where),
                      [t.name for t in tensors], nodes)
     return Instance(type(module), tensors, children, forward)
 

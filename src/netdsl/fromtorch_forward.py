@@ -5,20 +5,24 @@ own computation: calls of its children (``call_module``), torch functions and op
 (``call_function``) and tensor methods (``call_method``). Each node is spelled as the language
 spells it (``netdsl.ops``): a chain of one-input calls becomes a pipeline (``x -> conv1 -> bn1``),
 a value used once is written where it is used, and anything else is a variable. A node without a
-netdsl spelling is refused, by name.
+netdsl spelling is refused, by name. The graph may hold the nodes of both modes
+(netdsl.fromtorch_modes): those of one mode only are written under ``if training { ... }``.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch._jit_internal import boolean_dispatched
 
 from .errors import first_line
 from .fromtorch_layers import ImportFailure, is_literal, is_name, literal
@@ -104,6 +108,16 @@ def _named_as_traced(graph: fx.Graph) -> None:
                               if isinstance(a, str) else a for a in node.args)
 
 
+class _Mode:
+    """The module's mode as a value of the forward: written ``training``."""
+
+    def __repr__(self) -> str:
+        return "training"
+
+
+TRAINING = _Mode()
+
+
 @dataclass(frozen=True)
 class Forward:
     """A forward's text, its numbers left as marks (``\\x00{k}\\x00``): the numbers in which the
@@ -125,20 +139,23 @@ class _Expr:
     prec: int
 
 
-def render(graph: fx.Graph, where: str, stage: Callable[[str], str],
-           tensors: Iterable[str], reserved: Iterable[str]) -> Forward:
-    """The forward of ``graph``; ``stage`` spells a submodule path (``features.0`` ->
+def render(graph: fx.Graph, modes: Mapping[fx.Node, bool], where: str,
+           stage: Callable[[str], str], tensors: Iterable[str], reserved: Iterable[str]
+           ) -> Forward:
+    """The forward of ``graph``; ``modes`` holds the nodes that run in one mode only (the value
+    of ``training`` they run under), ``stage`` spells a submodule path (``features.0`` ->
     ``features[0]``), ``tensors`` are the module's own parameters and buffers."""
-    writer = _Writer(graph, where, stage, frozenset(tensors), frozenset(reserved))
+    writer = _Writer(graph, modes, where, stage, frozenset(tensors), frozenset(reserved))
     return writer.forward()
 
 
 class _Writer:
-    def __init__(self, graph: fx.Graph, where: str, stage: Callable[[str], str],
-                 tensors: frozenset[str], reserved: frozenset[str]) -> None:
+    def __init__(self, graph: fx.Graph, modes: Mapping[fx.Node, bool], where: str,
+                 stage: Callable[[str], str], tensors: frozenset[str], reserved: frozenset[str]
+                 ) -> None:
         self.nodes = list(graph.nodes)
         self.index = {node: i for i, node in enumerate(self.nodes)}
-        self.where, self.stage, self.tensors = where, stage, tensors
+        self.modes, self.where, self.stage, self.tensors = modes, where, stage, tensors
         self.taken = set(reserved | _TAKEN | set(OPS))
         self._check_spellings()
         self.inline = {node for node in self.nodes if self._inlinable(node)}
@@ -149,13 +166,16 @@ class _Writer:
     # ------------------------------------------------------------ which nodes are variables
 
     def _inlinable(self, node: fx.Node) -> bool:
-        """A value used once is written where it is used; a pipeline only as the head of
-        another (elsewhere it would need parentheses: a variable reads better)."""
+        """A value used once is written where it is used, if that runs in the same modes (a
+        value both compute is computed in both); a pipeline only as the head of another
+        (elsewhere it would need parentheses: a variable reads better)."""
         if node.op in ("placeholder", "get_attr"):
             return True
         if node.op == "output" or len(node.users) != 1:
             return False
         user = next(iter(node.users))
+        if self.modes.get(user) != self.modes.get(node):
+            return False
         whole = user.op == "output" and user.args[0] is node  # return x -> f: no parentheses
         return not self._is_pipe(node) or whole or self._pipe_head(user) is node
 
@@ -228,7 +248,7 @@ class _Writer:
     def forward(self) -> Forward:
         names = tuple(self.names[n] for n in self.nodes if n.op == "placeholder")
         arguments = ", ".join(names)
-        lines = [self._statement(node) for node in self._statements()]
+        lines = self._lines()
         if len(lines) == 1:
             text = f"forward({arguments}) = {lines[0].removeprefix('return ')}"
         else:
@@ -237,9 +257,31 @@ class _Writer:
         return Forward(text, frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)),
                        tuple(self.numbers), names)
 
+    def _lines(self) -> list[str]:
+        """The statements, each run of one mode's in ``if training { }`` or ``if not training
+        { }``: eval's run right after training's is its ``else``, or after it if training's
+        returns."""
+        runs = [(mode, [self._statement(node) for node in run])
+                for mode, run in groupby(self._statements(), key=self.modes.get)]
+        lines: list[str] = []
+        for k, (mode, run) in enumerate(runs):
+            inside = ["    " + line for line in run]
+            if mode is None:
+                lines += run
+            elif mode is False and k > 0 and runs[k - 1][0] is True:
+                if runs[k - 1][1][-1].startswith("return "):
+                    lines += run
+                else:
+                    lines[-1:] = ["} else {", *inside, "}"]  # in place of training's "}"
+            else:
+                lines += ["if training {" if mode else "if not training {", *inside, "}"]
+        return lines
+
     def _statement(self, node: fx.Node) -> str:
         if node.op == "output":
             result = node.args[0]
+            if isinstance(result, fx.Node) and _is_named_tuple(result):
+                result = result.args  # a named tuple equals the tuple of its items
             if isinstance(result, tuple):
                 return "return " + ", ".join(self._value(v).text for v in result)
             return f"return {self._value(result).text}"
@@ -271,6 +313,8 @@ class _Writer:
         return _Expr(f"({expr.text})", ATOM) if expr.prec < prec else expr
 
     def _constant(self, value: Any) -> _Expr:
+        if value is TRAINING:
+            return _Expr("training", ATOM)
         if isinstance(value, (tuple, list)):
             items = ", ".join(self._value(v).text for v in value)
             if isinstance(value, tuple):
@@ -310,9 +354,9 @@ class _Writer:
         a value (``x -> flatten(1)``, ``x -> conv1``)."""
         if self._pipe_head(node) is not None:
             head = self._value(node.args[0], PIPE)
-            rest = self._arguments(node.args[1:], node.kwargs)
+            rest = self._arguments(node.args[1:], _keywords(node))
             return _Expr(f"{head.text} -> {name}" + (f"({rest})" if rest else ""), PIPE)
-        return _Expr(f"{name}({self._arguments(node.args, node.kwargs)})", ATOM)
+        return _Expr(f"{name}({self._arguments(node.args, _keywords(node))})", ATOM)
 
     def _arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         return ", ".join([*(self._value(a).text for a in args),
@@ -360,13 +404,18 @@ class _Writer:
         for node in self.nodes:
             if node.op == "call_method" and node.target not in METHODS | LIST_METHODS:
                 what = f"tensor method '{node.target}'"
-            elif node.op == "call_function" and not _spelled(node):
+            elif node.op == "call_function" and not _spelled(node) and not (
+                    _is_named_tuple(node) and self._returned(node)):
                 what = f"function {_qualified(node.target)}"
             else:
                 continue
             raise ImportFailure(f"{self.where}: {what} (fx node '{node.name}') has no netdsl "
                                 f"spelling (docs/forward-functions.md lists what a forward may "
                                 f"call)")
+
+    def _returned(self, node: fx.Node) -> bool:
+        """Whether the node is the value the forward returns, and only that."""
+        return [(user.op, user.args) for user in node.users] == [("output", (node,))]
 
     # ------------------------------------------------------------ pipelines
 
@@ -396,6 +445,39 @@ def _spelled(node: fx.Node) -> bool:
             or (target is getattr and len(args) == 2 and args[1] in ATTRIBUTES))
 
 
+def _keywords(node: fx.Node) -> dict[str, Any]:
+    """The keyword arguments of a call, less those at torch's default that the op does not
+    take: torch's Python functions pass every argument on to the trace (``F.max_pool2d(x, 3)``
+    is traced with ``dilation=1, ceil_mode=False, return_indices=False``)."""
+    op = OPS[_OP_NAMES[id(node.target)]] if node.op == "call_function" else None
+    if op is None or op.signature is None:
+        return dict(node.kwargs)
+    taken = {p.name for p in op.signature.params}
+    defaults = _torch_defaults(node.target)
+    return {key: value for key, value in node.kwargs.items()
+            if key in taken or key not in defaults
+            or (type(value), value) != (type(defaults[key]), defaults[key])}
+
+
+def _torch_defaults(function: Any) -> dict[str, Any]:
+    """The defaults of a torch Python function; ``F.max_pool2d`` is a dispatcher on
+    ``return_indices``, whose defaults are its functions'."""
+    function = boolean_dispatched.get(function, {}).get("if_false", function)
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a C function: no signature to read
+        return {}
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+def _is_named_tuple(node: fx.Node) -> bool:
+    """A named tuple built of its items in order (torchvision's ``GoogLeNetOutputs``)."""
+    target = node.target
+    return node.op == "call_function" and isinstance(target, type) \
+        and issubclass(target, tuple) and hasattr(target, "_fields") \
+        and len(node.args) == len(target._fields) and not node.kwargs
+
+
 def _is_assert(node: fx.Node) -> bool:
     return node.op == "call_function" and node.target is torch._assert \
         and len(node.args) == 2 and not node.kwargs and not node.users
@@ -421,4 +503,4 @@ def _qualified(target: Any) -> str:
     return f"{module}.{name}" if module else str(name)
 
 
-__all__ = ["Forward", "render", "trace"]
+__all__ = ["TRAINING", "Forward", "render", "trace"]

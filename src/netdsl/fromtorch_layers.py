@@ -14,7 +14,7 @@ import inspect
 import keyword
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -136,6 +136,14 @@ def accepts(param: inspect.Parameter, value: Value) -> bool:
     return True
 
 
+class _Fingerprint(NamedTuple):
+    """What two modules of one class must share to be built by the same call."""
+
+    text: str  # the repr
+    tensors: list[tuple[str, tuple[int, ...], torch.dtype, bool]]
+    attributes: list[tuple[str, list[tuple[str, str]]]]  # each submodule's plain values, by path
+
+
 def _rebuilds(module: nn.Module, call: LayerCall) -> bool:
     key = (type(module), tuple(p.name for p in call.params), literal(call.values))
     if key not in _REBUILT:
@@ -145,21 +153,35 @@ def _rebuilds(module: nn.Module, call: LayerCall) -> bool:
             _REBUILT[key] = _fingerprint(rebuilt)
         except Exception:  # torch refuses the arguments: this reading is not the one
             _REBUILT[key] = None
-    return _REBUILT[key] == _fingerprint(module)
+    rebuilt = _REBUILT[key]
+    return rebuilt is not None and rebuilt == _fingerprint(module, _hints(module, rebuilt, call))
 
 
 # Fingerprints of rebuilt layers, by class and call: a ResNet-152 has 150 Conv2d of a few kinds.
-_REBUILT: dict[tuple[type[nn.Module], tuple[str, ...], str], tuple[object, ...] | None] = {}
+_REBUILT: dict[tuple[type[nn.Module], tuple[str, ...], str], _Fingerprint | None] = {}
 
 
-def _fingerprint(module: nn.Module) -> tuple[object, ...]:
-    """What two modules of one class must share to be built by the same call."""
+def _fingerprint(module: nn.Module, hints: frozenset[str] = frozenset()) -> _Fingerprint:
+    """The module's fingerprint, less the attributes of its own named in ``hints``."""
     tensors = [(name, tuple(t.shape), t.dtype, isinstance(t, nn.Parameter) and t.requires_grad)
                for name, t in (*module.named_parameters(), *module.named_buffers())]
     plain = [(path, sorted((k, repr(v)) for k, v in vars(sub).items()
-                           if k != "training" and is_literal(v)))
+                           if k != "training" and is_literal(v)
+                           and not (sub is module and k in hints)))
              for path, sub in module.named_modules()]
-    return repr(module), tensors, plain
+    return _Fingerprint(repr(module), tensors, plain)
+
+
+def _hints(module: nn.Module, rebuilt: _Fingerprint, call: LayerCall) -> frozenset[str]:
+    """The values set on the layer under names its class does not know: neither an argument of
+    its constructor nor an attribute the constructor sets (torchvision's Inception sets
+    ``stddev`` on some of its convolutions and linears, for its own init loop to read). The
+    layer's code reads only what its constructor sets, so they take no part in what it
+    computes: the rebuilt layer goes without them. A value under an argument's name is kept
+    (it may be configuration the constructor sets only for some arguments)."""
+    _, own = rebuilt.attributes[0]  # named_modules() gives the layer itself first
+    kept = {name for name, _ in own} | {p.name for p in call.params}
+    return frozenset(k for k in vars(module) if k not in kept)
 
 
 def _difference(module: nn.Module, call: LayerCall) -> str:
@@ -167,8 +189,9 @@ def _difference(module: nn.Module, call: LayerCall) -> str:
     with torch.device("meta"):
         rebuilt = type(module)(**{p.name: v for p, v in zip(call.params, call.values,
                                                             strict=True)})
-    ours, theirs = _fingerprint(module), _fingerprint(rebuilt)
-    for (path, mine), (_, other) in zip(ours[2], theirs[2], strict=False):
+    theirs = _fingerprint(rebuilt)
+    ours = _fingerprint(module, _hints(module, theirs, call))
+    for (path, mine), (_, other) in zip(ours.attributes, theirs.attributes, strict=False):
         rebuilt_values = dict(other)
         for key, value in mine:
             name = f"{path}.{key}" if path else key
@@ -176,9 +199,9 @@ def _difference(module: nn.Module, call: LayerCall) -> str:
                 return f"it has the attribute {name} = {value}, which the constructor does not set"
             if rebuilt_values[key] != value:
                 return f"its {name} is {value}, the rebuilt one's {rebuilt_values[key]}"
-    if ours[1] != theirs[1]:
+    if ours.tensors != theirs.tensors:
         return "its parameters or buffers differ"
-    return f"{ours[0]!r} is built as {theirs[0]!r}"
+    return f"{ours.text!r} is built as {theirs.text!r}"
 
 
 def is_name(name: str) -> bool:
