@@ -240,9 +240,10 @@ def _params(instances: Sequence[Instance]) -> tuple[Param, ...]:
         labels = [first.slots[i] for i in slots]
         slot = next((s for s in labels if s.argument), labels[0])
         # Named for the argument, or where a name is taken for its layer too: expand1x1's
-        # out_channels (squeeze's is the parameter out_channels)
-        name = _fresh(slot.label if slot.label not in taken else f"{slot.child}_{slot.label}",
-                      taken)
+        # out_channels (squeeze's is the parameter out_channels). A size or a number of the
+        # forward belongs to no layer: value, value2 (a leading _ would never be a name).
+        name = _fresh(slot.label if slot.label not in taken or not slot.child
+                      else f"{slot.child}_{slot.label}", taken)
         params.append(Param(name, _TYPES[type(first.slots[slots[0]].value)], tuple(slots)))
     return tuple(params)
 

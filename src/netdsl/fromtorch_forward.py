@@ -59,7 +59,11 @@ _DTYPE_NAMES = {getattr(torch, name): name for name in DTYPES}
 
 
 class _OwnChildren(fx.Tracer):
-    """Traces one module's own forward: every submodule call stays a call."""
+    """Traces one module's own forward: every submodule call stays a call, and every read of
+    its own buffers a read of the buffer (fx's default hands the forward the buffer itself, so
+    that MaxViT's ``self.relative_position_index.view(-1)`` would be a tensor constant)."""
+
+    proxy_buffer_attributes = True
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return True
@@ -446,16 +450,16 @@ def _spelled(node: fx.Node) -> bool:
 
 
 def _keywords(node: fx.Node) -> dict[str, Any]:
-    """The keyword arguments of a call, less those at torch's default that the op does not
-    take: torch's Python functions pass every argument on to the trace (``F.max_pool2d(x, 3)``
-    is traced with ``dilation=1, ceil_mode=False, return_indices=False``)."""
+    """The keyword arguments of a call, less those at torch's default: torch's Python functions
+    pass every argument on to the trace (``F.max_pool2d(x, 3)`` is traced with ``dilation=1,
+    ceil_mode=False, return_indices=False``, ``F.relu(x)`` with ``inplace=False``), and the
+    language's op, which is that function, has the same defaults, or takes no such argument."""
     op = OPS[_OP_NAMES[id(node.target)]] if node.op == "call_function" else None
     if op is None or op.signature is None:
         return dict(node.kwargs)
-    taken = {p.name for p in op.signature.params}
     defaults = _torch_defaults(node.target)
     return {key: value for key, value in node.kwargs.items()
-            if key in taken or key not in defaults
+            if key not in defaults
             or (type(value), value) != (type(defaults[key]), defaults[key])}
 
 
