@@ -11,6 +11,7 @@ shapes, dtypes and every layer's repr), or on real tensors too with NETDSL_IMPOR
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import sys
@@ -184,6 +185,18 @@ def test_functions_at_their_defaults_are_written_without_them() -> None:
     rebuilt.load_state_dict(original.state_dict(), strict=True)
     x = torch.randn(3, 4)
     assert torch.equal(rebuilt(x), original(x))
+
+
+class Scaled(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (1.0 / math.sqrt(x.size(-1)))
+
+
+def test_math_on_a_traced_size_is_the_languages_function() -> None:
+    """nanoGPT's attention scale: fx records math.sqrt on the traced size; the language's sqrt
+    is math's on a size."""
+    text = _same_outputs(Scaled(), 4)
+    assert "sqrt_out = x.size(-1) -> sqrt" in text
 
 
 def test_a_call_given_the_mode_is_written_with_training() -> None:

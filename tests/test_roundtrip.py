@@ -641,12 +641,6 @@ REFUSED = {
                     "detailed explanation of what types of control flow can be traced, and "
                     "check out the Proxy docstring for help troubleshooting Proxy iteration "
                     "errors"),
-    # Without flash attention the scale is sqrt(k.size(-1)), math's sqrt on a size (the file's
-    # _sqrt helper): fx records math.sqrt on the traced size, which import cannot spell.
-    "gpt-n_layer=2-n_head=2-n_embd=32-block_size=16-vocab_size=97-flash=False-bias=False":
-        "transformer.h.0.attn ({module}.CausalSelfAttention): function math.sqrt (fx node "
-        "'sqrt') has no netdsl spelling (docs/forward-functions.md lists what a forward may "
-        "call)",
     # nn.TransformerEncoder keeps deep copies of its encoder_layer, not the argument.
     "transformer-src_vocab=50-tgt_vocab=60-d_model=32-nhead=2":
         "encoder (TransformerEncoder): the module does not keep its argument "

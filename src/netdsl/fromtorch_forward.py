@@ -26,7 +26,7 @@ from torch._jit_internal import boolean_dispatched
 
 from .errors import first_line
 from .fromtorch_layers import ImportFailure, is_literal, is_name, literal
-from .ops import ATTRIBUTES, DTYPES, LIST_METHODS, METHODS, OPS
+from .ops import ATTRIBUTES, DTYPES, LIST_METHODS, METHODS, NUMBER_FUNCTIONS, OPS
 
 # How tightly an expression binds (docs/language.md §4.1): an operand binding more loosely than
 # its operator needs is put in parentheses.
@@ -50,6 +50,11 @@ def _op_names() -> dict[int, str]:
         home, _, attr = op.code.partition(".")
         func = getattr(homes.get(home), attr, None) if home in homes else None
         if func is not None:
+            found.setdefault(id(func), name)
+    # fx records math.sqrt on a traced size (nanoGPT's 1.0 / math.sqrt(k.size(-1))); the
+    # language's sqrt is math's on a size.
+    for name, func in NUMBER_FUNCTIONS.items():
+        if getattr(func, "__module__", None) == "math":
             found.setdefault(id(func), name)
     return found
 

@@ -211,12 +211,12 @@ def _either(number: Callable[..., Any], tensor: Callable[..., Any]) -> Callable[
     return call
 
 
-_NUMBER_FUNCTIONS: dict[str, Callable[..., Any]] = {
+NUMBER_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt, "exp": math.exp, "log": math.log, "ceil": math.ceil,
     "floor": math.floor, "abs": abs, "min": min, "max": max, "round": round}
 # By name: the helper generated code calls (``_number_sqrt``).
-NUMBER_OR_TENSOR = {name: f"_number_{name}" for name in _NUMBER_FUNCTIONS}
-NAMESPACE.update({code: _either(_NUMBER_FUNCTIONS[name], getattr(torch, name))
+NUMBER_OR_TENSOR = {name: f"_number_{name}" for name in NUMBER_FUNCTIONS}
+NAMESPACE.update({code: _either(NUMBER_FUNCTIONS[name], getattr(torch, name))
                   for name, code in NUMBER_OR_TENSOR.items()})
 # int() and float() of a size: Python's own.
 NUMBER_OR_TENSOR.update({"int": "int", "float": "float"})
