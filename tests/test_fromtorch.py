@@ -541,6 +541,103 @@ def test_the_model_is_named_as_asked() -> None:
     assert "model Tiny {" in from_module(Net(), name="Tiny")
 
 
+# ---------------------------------------------------------------- module arguments
+
+
+class Seq2Seq(nn.Module):
+    """Stacks built from a layer torch deep-copies, one with a final LayerNorm, one without."""
+
+    def __init__(self, d_model: int = 16, encoder_norm: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(d_model, 2, 32, dropout=0.0, batch_first=True),
+            num_layers=2, norm=encoder_norm)
+        self.decoder = nn.TransformerDecoder(
+            nn.TransformerDecoderLayer(d_model, 2, 24, norm_first=True, batch_first=True),
+            num_layers=3)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tgt, self.encoder(src))
+
+
+def _same_seq2seq_outputs(original: nn.Module, d_model: int = 16) -> str:
+    text = from_module(original)
+    rebuilt = netdsl.loads(text)
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    generator = torch.Generator().manual_seed(0)
+    src = torch.randn(2, 5, d_model, generator=generator)
+    tgt = torch.randn(2, 4, d_model, generator=generator)
+    original.eval()
+    rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(original(src, tgt), rebuilt(src, tgt))
+    return text
+
+
+def _unwrapped(text: str) -> str:
+    """The spec's text with fmt's line breaks undone, so that a long call reads as one line."""
+    return re.sub(r"\(\s+", "(", " ".join(text.split()))
+
+
+def test_module_arguments_are_written_as_nested_calls() -> None:
+    torch.manual_seed(0)
+    text = _unwrapped(_same_seq2seq_outputs(Seq2Seq(encoder_norm=nn.LayerNorm(16))))
+    assert ("encoder = TransformerEncoder(TransformerEncoderLayer(16, 2, dim_feedforward=32, "
+            "dropout=0.0, batch_first=true), 2, norm=LayerNorm(16))") in text
+    assert ("decoder = TransformerDecoder(TransformerDecoderLayer(16, 2, dim_feedforward=24, "
+            "batch_first=true, norm_first=true), 3)") in text
+
+
+def test_a_norm_argument_is_its_child_of_that_name() -> None:
+    torch.manual_seed(0)
+    text = _unwrapped(_same_seq2seq_outputs(
+        Seq2Seq(encoder_norm=nn.LayerNorm(16, eps=1e-3, bias=False))))
+    assert "norm=LayerNorm(16, eps=0.001, bias=false))" in text
+
+
+class Stacks(nn.Module):
+    """Two encoders that differ only in a nested layer's width: one block with a parameter
+    (and a forward returning two values, which needs a return statement)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = Seq2Seq(16)
+        self.b = Seq2Seq(8)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.a(x, x), self.b(y, y)
+
+
+def test_a_nested_calls_values_become_block_parameters() -> None:
+    text = from_module(Stacks())
+    assert "a = Seq2Seq(16)\n    b = Seq2Seq(8)" in text
+    assert "block Seq2Seq(d_model: int) {" in text
+    assert "TransformerEncoderLayer(d_model, 2, dim_feedforward=32" in text
+    x, y = torch.randn(1, 3, 16), torch.randn(1, 3, 8)
+    original = Stacks().eval()
+    rebuilt = netdsl.loads(from_module(original)).eval()
+    rebuilt.load_state_dict(original.state_dict(), strict=True)
+    with torch.no_grad():
+        assert all(torch.equal(o, r) for o, r in zip(original(x, y), rebuilt(x, y), strict=True))
+
+
+class WholeTransformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.transformer = nn.Transformer(16, 2, num_encoder_layers=1, num_decoder_layers=2,
+                                          dim_feedforward=32, batch_first=True)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.transformer(src, tgt)
+
+
+def test_a_transformer_is_written_with_its_encoder_and_decoder() -> None:
+    torch.manual_seed(0)
+    text = _same_seq2seq_outputs(WholeTransformer())
+    assert "custom_encoder=TransformerEncoder(TransformerEncoderLayer(16, 2" in text
+    assert "custom_decoder=TransformerDecoder(TransformerDecoderLayer(16, 2" in text
+
+
 class Branchy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -636,6 +733,14 @@ class Shared(nn.Module):
 _HERE = "tests.test_fromtorch" if __name__ == "tests.test_fromtorch" else __name__
 
 
+def _diverged() -> Seq2Seq:
+    """An encoder whose second layer is no longer a copy of the first."""
+    module = Seq2Seq()
+    module.encoder.layers[1].norm_first = True
+    return module
+
+
+
 @pytest.mark.parametrize(("module", "message"), [
     (Branchy(), f"the model ({_HERE}.Branchy): torch.fx cannot trace its forward: TraceError: "
                 "symbolically traced variables cannot be used as inputs to control flow"),
@@ -654,6 +759,12 @@ _HERE = "tests.test_fromtorch" if __name__ == "tests.test_fromtorch" else __name
               "values cannot be carried over"),
     (Tied(by_position=True), "parameter 'blocks.1.weight' is 'blocks.0.weight'; a tie names "
                              "the modules on its path by name, not by position"),
+    (Seq2Seq(encoder_norm=Scale(16)), f"encoder (TransformerEncoder): argument 'norm' is a "
+                                      f"{_HERE}.Scale, which is not a layer of the language"),
+    (_diverged(), "encoder (TransformerEncoder): rebuilding it as TransformerEncoder("
+                  "encoder_layer=TransformerEncoderLayer(d_model=16, nhead=2, "
+                  "dim_feedforward=32, dropout=0.0, batch_first=true), num_layers=2) gives a "
+                  "different module: its layers.1.norm_first is True, the rebuilt one's False"),
     (Shared(), "b (torch.nn.modules.linear.Linear): the same module as 'a'; a spec builds each "
                "child of its own (share its parameters with tie instead)"),
     (nn.Sequential(nn.Linear(1, 1)), "torch.nn.modules.container.Sequential is a layer or a "

@@ -641,10 +641,6 @@ REFUSED = {
                     "detailed explanation of what types of control flow can be traced, and "
                     "check out the Proxy docstring for help troubleshooting Proxy iteration "
                     "errors"),
-    # nn.TransformerEncoder keeps deep copies of its encoder_layer, not the argument.
-    "transformer-src_vocab=50-tgt_vocab=60-d_model=32-nhead=2":
-        "encoder (TransformerEncoder): the module does not keep its argument "
-        "'encoder_layer', so netdsl cannot write the call that builds it",
 }
 
 

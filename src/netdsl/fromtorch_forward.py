@@ -258,7 +258,9 @@ class _Writer:
         names = tuple(self.names[n] for n in self.nodes if n.op == "placeholder")
         arguments = ", ".join(names)
         lines = self._lines()
-        if len(lines) == 1:
+        # forward(x) = ... takes one expression: several values are returned by a statement.
+        several = any(isinstance(_result(n), tuple) for n in self.nodes if n.op == "output")
+        if len(lines) == 1 and not several:
             text = f"forward({arguments}) = {lines[0].removeprefix('return ')}"
         else:
             body = "\n".join("    " + line for line in lines)
@@ -288,9 +290,7 @@ class _Writer:
 
     def _statement(self, node: fx.Node) -> str:
         if node.op == "output":
-            result = node.args[0]
-            if isinstance(result, fx.Node) and _is_named_tuple(result):
-                result = result.args  # a named tuple equals the tuple of its items
+            result = _result(node)
             if isinstance(result, tuple):
                 return "return " + ", ".join(self._value(v).text for v in result)
             return f"return {self._value(result).text}"
@@ -477,6 +477,14 @@ def _torch_defaults(function: Any) -> dict[str, Any]:
     except (TypeError, ValueError):  # a C function: no signature to read
         return {}
     return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+def _result(output: fx.Node) -> Any:
+    """What the graph's output node returns: a value, or a tuple of values."""
+    result = output.args[0]
+    if isinstance(result, fx.Node) and _is_named_tuple(result):
+        return result.args  # a named tuple equals the tuple of its items
+    return result
 
 
 def _is_named_tuple(node: fx.Node) -> bool:

@@ -2,10 +2,12 @@
 
 A ``torch.nn`` (or ``torchvision.ops``) layer keeps its constructor's arguments as attributes of
 the same names (``Conv2d.kernel_size``, ``Dropout.p``), or as a parameter that is present or
-``None`` (``bias``). Each argument of the constructor's signature is read back that way, or
-assumed to be its default; then the call is checked by building it again on the meta device and
-comparing the two modules (repr, tensors, attributes): a layer whose arguments cannot be read
-back is refused instead of imported wrong.
+``None`` (``bias``); one that is a module, as a child of the same name
+(``TransformerEncoder.norm``), recovered the same way as a nested call. The few classes of
+``_KEPT_AS`` keep some arguments elsewhere, under a path of their own. Each argument of the
+constructor's signature is read back that way, or assumed to be its default; then the call is
+checked by building it again on the meta device and comparing the two modules (repr, tensors,
+attributes): a layer whose arguments cannot be read back is refused instead of imported wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,13 +27,29 @@ from .params import RESERVED
 from .registry import Registry, layer_signature
 from .signatures import Arg, Signature
 
-Value = Any  # int | float | bool | str | None | tuple | list of those
+Value = Any  # int | float | bool | str | None | tuple | list of those, or a LayerCall
 
 # Where a type check needs a span: nothing of an import has a source location.
 _NOWHERE = Span(path="<import>", line=1, column=1, end_line=1, end_column=1)
 # Constructor parameters that are not the layer's configuration.
 _NOT_ARGUMENTS = frozenset({"device", "dtype"})
 _REGISTRY = Registry()
+# Arguments a class keeps under another name, by their path in the module (torch records no
+# such link). TransformerEncoder and TransformerDecoder deep-copy their layer into every entry
+# of ``layers`` (the rebuild check compares all the copies); Transformer keeps its custom
+# encoder and decoder, or the ones it builds, as ``encoder`` and ``decoder``; the transformer
+# layers keep most of their configuration only in the layers they build.
+_LAYER_SIZES = {"d_model": "self_attn.embed_dim", "nhead": "self_attn.num_heads",
+                "dim_feedforward": "linear1.out_features", "dropout": "dropout.p",
+                "layer_norm_eps": "norm1.eps", "batch_first": "self_attn.batch_first",
+                "bias": "linear1.bias"}
+_KEPT_AS: dict[type[nn.Module], dict[str, str]] = {
+    nn.TransformerEncoder: {"encoder_layer": "layers.0"},
+    nn.TransformerDecoder: {"decoder_layer": "layers.0"},
+    nn.Transformer: {"custom_encoder": "encoder", "custom_decoder": "decoder"},
+    nn.TransformerEncoderLayer: _LAYER_SIZES,
+    nn.TransformerDecoderLayer: _LAYER_SIZES,
+}
 
 
 class ImportFailure(ValueError):
@@ -88,11 +107,17 @@ def _defaulted(module: nn.Module, call: LayerCall) -> LayerCall:
 
 
 def _read(module: nn.Module, param: inspect.Parameter, path: str, name: str) -> Value:
-    tensors = {**module._parameters, **module._buffers}
-    if param.name in tensors and isinstance(param.default, bool):
-        return tensors[param.name] is not None  # bias=False leaves the parameter None
-    if param.name in vars(module) and param.name not in module._modules:
-        value = vars(module)[param.name]
+    held = _KEPT_AS.get(type(module), {}).get(param.name, param.name)
+    parent, _, attribute = held.rpartition(".")
+    owner = module.get_submodule(parent)
+    child = owner._modules.get(attribute)
+    if isinstance(child, nn.Module):
+        return _nested(child, f"{path}.{held}", f"{path} ({name}): argument '{param.name}'")
+    tensors = {**owner._parameters, **owner._buffers}
+    if attribute in tensors and isinstance(param.default, bool):
+        return tensors[attribute] is not None  # bias=False leaves the parameter None
+    if attribute in vars(owner) and attribute not in owner._modules:
+        value = vars(owner)[attribute]
     elif param.default is not inspect.Parameter.empty:
         return param.default  # not kept: assumed, and the rebuild checks the assumption
     else:
@@ -103,6 +128,16 @@ def _read(module: nn.Module, param: inspect.Parameter, path: str, name: str) -> 
         raise ImportFailure(f"{path} ({name}): argument '{param.name}' is "
                             f"{type(value).__name__} ({value!r}), which a spec cannot write")
     return value
+
+
+def _nested(child: nn.Module, path: str, argument: str) -> LayerCall:
+    """A module argument (at ``path``), as the nested call that rebuilds it."""
+    child_name = registry_class(child)
+    if child_name is None:
+        cls = type(child)
+        raise ImportFailure(f"{argument} is a {cls.__module__}.{cls.__qualname__}, which is not "
+                            f"a layer of the language")
+    return recover(child, child_name, path)
 
 
 def is_literal(value: Value) -> bool:
@@ -148,9 +183,7 @@ def _rebuilds(module: nn.Module, call: LayerCall) -> bool:
     key = (type(module), tuple(p.name for p in call.params), literal(call.values))
     if key not in _REBUILT:
         try:
-            with torch.device("meta"):
-                rebuilt = type(module)(**dict(zip(key[1], call.values, strict=True)))
-            _REBUILT[key] = _fingerprint(rebuilt)
+            _REBUILT[key] = _fingerprint(_built(type(module), call))
         except Exception:  # torch refuses the arguments: this reading is not the one
             _REBUILT[key] = None
     rebuilt = _REBUILT[key]
@@ -159,6 +192,15 @@ def _rebuilds(module: nn.Module, call: LayerCall) -> bool:
 
 # Fingerprints of rebuilt layers, by class and call: a ResNet-152 has 150 Conv2d of a few kinds.
 _REBUILT: dict[tuple[type[nn.Module], tuple[str, ...], str], _Fingerprint | None] = {}
+
+
+def _built(cls: type[nn.Module], call: LayerCall) -> nn.Module:
+    """The call made, on the meta device (each nested call made first). Warnings are the
+    original's: torch gave them when it was built (TransformerEncoder's about nested tensors)."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls(**{p.name: _built(_REGISTRY.lookup(v.name), v) if isinstance(v, LayerCall)
+                      else v for p, v in zip(call.params, call.values, strict=True)})
 
 
 def _fingerprint(module: nn.Module, hints: frozenset[str] = frozenset()) -> _Fingerprint:
@@ -186,10 +228,7 @@ def _hints(module: nn.Module, rebuilt: _Fingerprint, call: LayerCall) -> frozens
 
 def _difference(module: nn.Module, call: LayerCall) -> str:
     """What the rebuilt layer lacks or has otherwise: the reason the import is refused."""
-    with torch.device("meta"):
-        rebuilt = type(module)(**{p.name: v for p, v in zip(call.params, call.values,
-                                                            strict=True)})
-    theirs = _fingerprint(rebuilt)
+    theirs = _fingerprint(_built(type(module), call))
     ours = _fingerprint(module, _hints(module, theirs, call))
     for (path, mine), (_, other) in zip(ours.attributes, theirs.attributes, strict=False):
         rebuilt_values = dict(other)
@@ -211,7 +250,9 @@ def is_name(name: str) -> bool:
 
 
 def literal(value: Value) -> str:
-    """A value as spec text."""
+    """A value as spec text (a nested call with the arguments it does not leave at default)."""
+    if isinstance(value, LayerCall):
+        return value.name + _shown(value)
     if value is None:
         return "none"
     if isinstance(value, bool):

@@ -45,13 +45,15 @@ class Layer:
     @cached_property
     def key(self) -> Hashable:
         return ("layer", self.call.name,
-                tuple((p.name, type(v).__name__)
+                tuple((p.name, Layer(v).key if isinstance(v, LayerCall) else type(v).__name__)
                       for p, v in zip(self.call.params, self.call.values, strict=True)))
 
     @cached_property
     def slots(self) -> tuple[Slot, ...]:
-        return tuple(Slot(v, p.name) for p, v in zip(self.call.params, self.call.values,
-                                                      strict=True))
+        """A slot per argument; a module argument's slots in its place (its nested call's)."""
+        return tuple(slot for p, v in zip(self.call.params, self.call.values, strict=True)
+                     for slot in (Layer(v).slots if isinstance(v, LayerCall)
+                                  else (Slot(v, p.name),)))
 
 
 @dataclass(frozen=True)

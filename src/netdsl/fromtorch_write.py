@@ -90,14 +90,24 @@ def _module(node: Node, offset: int, values: _Values, blocks: dict[Hashable, Blo
 
 
 def _layer(call: LayerCall, offset: int, values: _Values) -> str:
-    args, positional = [], True
-    for i, param in enumerate(call.params):
+    args: list[str] = []
+    positional = True
+    for param, value in zip(call.params, call.values, strict=True):
         default = _EMPTY if param.default is inspect.Parameter.empty else param.default
+        if isinstance(value, LayerCall):  # a module argument: its nested call, never a default
+            text = _layer(value, offset, values)
+            offset += len(Layer(value).slots)
+        elif values.default(offset, default):
+            offset += 1
+            continue
+        else:
+            text = values.text(offset)
+            offset += 1
         if default is _EMPTY and positional and param.kind != param.KEYWORD_ONLY:
-            args.append(values.text(offset + i))
-        elif not values.default(offset + i, default):
+            args.append(text)
+        else:
             positional = False
-            args.append(f"{param.name}={values.text(offset + i)}")
+            args.append(f"{param.name}={text}")
     return f"{call.name}({', '.join(args)})"
 
 
