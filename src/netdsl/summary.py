@@ -112,9 +112,8 @@ def summarize(plan: ModelPlan, trace: Trace, model: nn.Module, inputs: list[Inpu
     _totals(summary, model)
     if costs is not None:
         summary.flops, summary.macs = costs.total_flops, costs.total_macs
-        summary.own_macs, summary.own_flops = (
-            total - sum(_summed(counts, key, child) for key, child in children_of(plan))
-            for total, counts in ((costs.total_macs, costs.macs), (costs.total_flops, costs.flops)))
+        summary.own_macs = costs.total_macs - _in_children(costs.macs, plan)
+        summary.own_flops = costs.total_flops - _in_children(costs.flops, plan)
         summary.uncounted = costs.uncounted
         summary.memory = _memory(args, costs, model)
     return summary
@@ -187,6 +186,11 @@ def _rows(plan: ModelPlan, trace: Trace, model: nn.Module, inputs: list[InputPla
         rows.append(Row(path, _layer_text(item), level, output, params, trainable,
                         macs, flops, folded, tied, uncounted))
     return rows
+
+
+def _in_children(counts: dict[str, int], plan: ModelPlan) -> int:
+    """What the model's children's rows count: the rest of a total is its own forward's."""
+    return sum(_summed(counts, key, child) for key, child in children_of(plan))
 
 
 def _summed(counts: dict[str, int], path: str, item: Plan) -> int:
